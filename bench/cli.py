@@ -1,0 +1,165 @@
+"""The ``bench`` command: ``run``, ``plan``, ``report``.
+
+Heavy libraries (torch, mlflow, pandas) are imported inside the commands, so ``bench --help``
+answers at once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("suite", type=Path, help="suite YAML file")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a suite field, e.g. --set seeds.count=3 (repeatable)")
+    p.add_argument("--output", type=Path, default=None,
+                   help="output folder (default: the suite's `output`, else runs/<name>)")
+    p.add_argument("--tracking-uri", default=None,
+                   help="MLflow tracking URI (default: sqlite:///<output>/mlflow.db)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser (kept import-light)."""
+    from bench import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="bench",
+        description="Benchmark pre-trained initialisations for small labelled image sets, "
+                    "with honest statistics.",
+    )
+    parser.add_argument("--version", action="version", version=f"bench {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p_run = sub.add_parser("run", help="run a suite's stages and trials (resumable)")
+    _common(p_run)
+    p_run.add_argument("-q", "--quiet", action="store_true", help="print only the summary")
+
+    p_plan = sub.add_parser("plan", help="dry run: cells, stages, trials and their status")
+    _common(p_plan)
+
+    p_rep = sub.add_parser("report", help="render the results of a suite")
+    _common(p_rep)
+    p_rep.add_argument("--format", dest="formats", action="append",
+                       choices=["markdown", "csv"], help="output format (repeatable; "
+                       "default markdown)")
+    p_rep.add_argument("--out", type=Path, default=None,
+                       help="folder for the report (default reports/<suite name>)")
+    p_rep.add_argument("--metric", dest="metrics", action="append", default=None,
+                       help="metric to report (repeatable; default: the suite's)")
+    p_rep.add_argument("--alpha", type=float, default=None, help="significance level")
+    return parser
+
+
+def _load(args: argparse.Namespace):  # noqa: ANN202
+    from bench.config.loader import load_suite
+
+    loaded = load_suite(args.suite, args.overrides)
+    output = args.output or loaded.output
+    from bench.track import default_tracking_uri
+
+    uri = args.tracking_uri or loaded.suite.tracking_uri or default_tracking_uri(output)
+    return loaded, output, uri
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """``bench run``."""
+    from bench.execute.local import LocalExecutor
+    from bench.plan import build_plan
+    from bench.track import Tracker
+
+    loaded, output, uri = _load(args)
+    output.mkdir(parents=True, exist_ok=True)
+    plan = build_plan(loaded)
+    tracker = Tracker(uri, loaded.suite.name, output / "artifacts")
+    say = (lambda _msg: None) if args.quiet else (lambda msg: print(msg, flush=True))
+    executor = LocalExecutor(plan, tracker, output, say)
+    try:
+        summary = executor.run()
+    except KeyboardInterrupt:
+        print("\ninterrupted: finished work is kept; run the same command to resume",
+              file=sys.stderr)
+        return EXIT_INTERRUPTED
+    print(f"{summary.stages_run} stage(s) trained, {summary.stages_skipped} already done; "
+          f"{summary.trials_run} trial(s) run, {summary.trials_skipped} already done; "
+          f"{len(summary.failed)} failed; {summary.seconds:.1f} s")
+    for f in summary.failed:
+        print(f"  FAILED {f}", file=sys.stderr)
+    print(f"tracking: {uri}")
+    return EXIT_OK if summary.ok else EXIT_FAILED
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    """``bench plan``: what would run, and what is already done."""
+    from bench.plan import build_plan
+    from bench.plan_view import describe_plan
+
+    loaded, output, uri = _load(args)
+    plan = build_plan(loaded)
+    status = None
+    db = Path(uri.removeprefix("sqlite:///")) if uri.startswith("sqlite:///") else None
+    if db is None or db.exists():
+        from bench.track import Tracker
+
+        tracker = Tracker(uri, loaded.suite.name, output / "artifacts")
+        status = tracker.status_by_key()
+    print(describe_plan(plan, status))
+    return EXIT_OK
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    """``bench report``."""
+    from bench.plan import build_plan
+    from bench.report.render import render, write_csv
+    from bench.report.tables import build_report
+    from bench.results import load_results
+    from bench.track import Tracker
+
+    loaded, output, uri = _load(args)
+    db = Path(uri.removeprefix("sqlite:///")) if uri.startswith("sqlite:///") else None
+    if db is not None and not db.exists():
+        print(f"no results yet for suite {loaded.suite.name!r} ({db} does not exist); "
+              f"run `bench run {args.suite}` first", file=sys.stderr)
+        return EXIT_FAILED
+    plan = build_plan(loaded)
+    tracker = Tracker(uri, loaded.suite.name, output / "artifacts")
+    results = load_results(plan, tracker)
+    out = args.out or Path("reports") / loaded.suite.name
+    out.mkdir(parents=True, exist_ok=True)
+    data = build_report(plan, results, args.metrics, args.alpha)
+    for w in data.warnings:
+        print(f"warning: {w}", file=sys.stderr)
+    for fmt in args.formats or ["markdown"]:
+        if fmt == "csv":
+            path = write_csv(results, out)
+        else:
+            path = out / "report.md"
+            path.write_text(render(data, fmt), encoding="utf-8")
+        print(f"wrote {path}")
+    return EXIT_OK
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``bench`` command; returns the exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    from bench.errors import BenchError
+
+    commands = {"run": cmd_run, "plan": cmd_plan, "report": cmd_report}
+    try:
+        return commands[args.command](args)
+    except BenchError as exc:
+        from bench.config.errors import SuiteError
+
+        print(str(exc) if isinstance(exc, SuiteError) else f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

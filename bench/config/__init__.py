@@ -1,0 +1,1 @@
+"""Suite schema, YAML loading with file:line errors, overrides and reference checks."""

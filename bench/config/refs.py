@@ -1,0 +1,112 @@
+"""Cross-reference checks of a schema-valid suite: every name it uses must exist."""
+
+from __future__ import annotations
+
+from bench.config.errors import Problem, did_you_mean
+from bench.config.schema import METRICS, DatasetSpec, Suite
+
+
+def dataset_parts(spec: DatasetSpec) -> set[str]:
+    """Names of the parts a dataset's split defines."""
+    s = spec.split
+    parts = set(s.fractions or {}) | set(s.counts or {})
+    if s.rest:
+        parts.add(s.rest)
+    return parts
+
+
+def _check_ref(suite: Suite, ref: str, loc: tuple, out: list[Problem]) -> None:
+    ds, _, part = ref.partition(":")
+    if ds not in suite.datasets:
+        out.append(Problem(loc, f"unknown dataset {ds!r}{did_you_mean(ds, suite.datasets)}"))
+        return
+    parts = dataset_parts(suite.datasets[ds])
+    if part and part not in parts:
+        out.append(Problem(loc, f"dataset {ds!r} has no part {part!r}{did_you_mean(part, parts)}"
+                                f"; its parts: {sorted(parts)}"))
+
+
+def _known(kind: str, name: str, names: dict, loc: tuple, out: list[Problem]) -> bool:
+    if name in names:
+        return True
+    out.append(Problem(loc, f"unknown {kind} {name!r}{did_you_mean(name, names)}"))
+    return False
+
+
+def check_references(suite: Suite) -> list[Problem]:
+    """Every problem of names and references, with the field path where it occurs."""
+    from bench.models.registry import ARCHS
+    from bench.plan import cell_name, expand_cells
+
+    out: list[Problem] = []
+    for name, init in suite.inits.items():
+        if init.arch not in ARCHS:
+            out.append(Problem(("inits", name, "arch"),
+                               f"unknown architecture {init.arch!r}{did_you_mean(init.arch, ARCHS)}"))
+    for name, stage in suite.stages.items():
+        for i, ref in enumerate(stage.data):
+            _check_ref(suite, ref, ("stages", name, "data", i), out)
+        out.extend(_check_method(name, stage.method, stage.params))
+    for name, proto in suite.protocols.items():
+        _check_ref(suite, proto.train, ("protocols", name, "train"), out)
+        _check_ref(suite, proto.test, ("protocols", name, "test"), out)
+        if proto.train == proto.test:
+            out.append(Problem(("protocols", name, "test"),
+                               f"the test part {proto.test!r} is also the training part"))
+    g = suite.grid
+    for i, init in enumerate(g.inits):
+        _known("init", init, suite.inits, ("grid", "inits", i), out)
+    for i, chain in enumerate(g.chains):
+        for j, st in enumerate(chain):
+            _known("stage", st, suite.stages, ("grid", "chains", i, j), out)
+    for i, proto in enumerate(g.protocols):
+        _known("protocol", proto, suite.protocols, ("grid", "protocols", i), out)
+    for i, c in enumerate(g.include):
+        _known("init", c.init, suite.inits, ("grid", "include", i, "init"), out)
+        _known("protocol", c.protocol, suite.protocols, ("grid", "include", i, "protocol"), out)
+        for j, st in enumerate(c.chain):
+            _known("stage", st, suite.stages, ("grid", "include", i, "chain", j), out)
+    if out:
+        return out
+    cells = [cell_name(*c) for c in expand_cells(suite)]
+    if not cells:
+        out.append(Problem(("grid",), "the grid expands to no cell"))
+    for i, c in enumerate(suite.contrasts):
+        for side in ("a", "b"):
+            name = getattr(c, side)
+            if name not in cells:
+                out.append(Problem(("contrasts", i, side),
+                                   f"unknown cell {name!r}{did_you_mean(name, cells)}"))
+        if c.a == c.b:
+            out.append(Problem(("contrasts", i), "a contrast compares a cell with itself"))
+        if c.metric is not None and c.metric not in METRICS:
+            out.append(Problem(("contrasts", i, "metric"),
+                               f"unknown metric {c.metric!r}{did_you_mean(c.metric, METRICS)}"))
+    for i, m in enumerate(suite.report.metrics):
+        if m not in METRICS:
+            out.append(Problem(("report", "metrics", i),
+                               f"unknown metric {m!r}{did_you_mean(m, METRICS)}"))
+    return out
+
+
+def _check_method(stage: str, method: str, params: dict) -> list[Problem]:
+    from pydantic import ValidationError
+
+    from bench.ssl.methods import METHODS, MethodNotFound, resolve_method
+
+    loc = ("stages", stage, "method")
+    try:
+        cls = resolve_method(method)
+    except MethodNotFound as exc:
+        return [Problem(loc, f"{exc}{did_you_mean(method, METHODS)}")]
+    try:
+        cls.Params.model_validate(params)
+    except ValidationError as exc:
+        probs = []
+        for e in exc.errors(include_url=False):
+            sub = tuple(p for p in e["loc"] if isinstance(p, int | str))
+            msg = (f"unknown parameter {sub[-1]!r} of method {method!r}"
+                   if e["type"] == "extra_forbidden" else e["msg"])
+            probs.append(Problem(("stages", stage, "params", *sub), msg))
+        return probs
+    return []

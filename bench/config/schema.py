@@ -1,0 +1,365 @@
+"""The suite schema: every word of a suite YAML, validated by pydantic v2.
+
+Unknown keys are errors everywhere (``extra="forbid"``). Fields marked ``cosmetic`` (descriptions,
+titles) never enter a content key: editing them does not retrain anything (see ``bench.plan``).
+Cross-references between sections (a grid naming a protocol, a stage naming a dataset part, …)
+are checked in ``bench.config.refs`` so that every error can point at its line.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+COSMETIC = {"cosmetic": True}
+"""``json_schema_extra`` marker: the field is ignored by content keys."""
+
+SEED_SOURCES = ("head", "order", "augment", "tta", "lr_search")
+"""Sources of randomness a trial seed is split into (``seeds.vary`` picks which differ)."""
+
+_NAME = r"[A-Za-z][A-Za-z0-9_\-]*"
+NAME_RE = re.compile(rf"^{_NAME}$")
+DATA_REF_RE = re.compile(rf"^({_NAME})(?::({_NAME}))?$")
+
+
+class Strict(BaseModel):
+    """Base of every schema model: unknown keys are errors, values are validated on assignment."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+def _description() -> Any:
+    return Field(default="", description="Free text; cosmetic.", json_schema_extra=COSMETIC)
+
+
+DataRef = Annotated[
+    str,
+    Field(
+        pattern=DATA_REF_RE.pattern,
+        description="`dataset:part` (one part of a dataset's split) or `dataset` (all of it).",
+    ),
+]
+
+
+# --------------------------------------------------------------------------------------------
+# datasets
+# --------------------------------------------------------------------------------------------
+class SyntheticSpec(Strict):
+    """A procedural image set (see ``bench.data.synthetic``): class-dependent colour, shape and
+    texture, geometric class imbalance, deterministic by seed."""
+
+    n_classes: int = Field(4, ge=2, le=16, description="Number of classes.")
+    n_images: int = Field(400, ge=4, description="Number of images in total.")
+    image_size: int = Field(32, ge=8, le=512, description="Side of the square images (px).")
+    imbalance: float = Field(
+        1.0, gt=0, le=1, description="Size of the rarest class relative to the most frequent."
+    )
+    noise: float = Field(0.35, ge=0, le=2, description="Pixel noise / nuisance strength.")
+    palette: int = Field(
+        0, ge=0, description="Which family of class appearances (two sets with another palette "
+        "share shapes and textures but not colours: a related but shifted domain)."
+    )
+    seed: int = Field(0, description="Generator seed.")
+
+
+class SplitSpec(Strict):
+    """A seeded, stratified partition of a dataset into named parts.
+
+    Give either ``fractions`` (part → fraction of each class) or ``counts`` (part → class → number
+    of images); with ``counts``, the images left over go to the ``rest`` part.
+    """
+
+    seed: int = Field(0, description="Seed of the draw.")
+    fractions: dict[str, float] | None = Field(None, description="part → fraction (sums to 1).")
+    counts: dict[str, dict[str, int]] | None = Field(
+        None, description="part → class → exact number of images."
+    )
+    rest: str | None = Field(None, description="Part that receives what `counts` leaves over.")
+    grouped: bool = Field(False, description="Keep every group (e.g. lesion_id) on one side.")
+
+    @model_validator(mode="after")
+    def _one_rule(self) -> SplitSpec:
+        if (self.fractions is None) == (self.counts is None):
+            raise ValueError("give exactly one of 'fractions' or 'counts'")
+        if self.fractions is not None:
+            bad = [p for p, f in self.fractions.items() if not 0 < f <= 1]
+            if bad:
+                raise ValueError(f"fractions must lie in (0, 1]; check part(s) {bad}")
+            total = sum(self.fractions.values())
+            if abs(total - 1.0) > 1e-6:
+                raise ValueError(f"fractions sum to {total:g}, not 1")
+        for part in list(self.fractions or {}) + list(self.counts or {}) + [self.rest or "x"]:
+            if not NAME_RE.match(part):
+                raise ValueError(f"part name {part!r} is not a plain name")
+        return self
+
+
+class DatasetSpec(Strict):
+    """A named source of images with labels, read by a format reader, and its split."""
+
+    format: Literal["synthetic"] = Field(description="Reader to use.")
+    description: str = _description()
+    synthetic: SyntheticSpec | None = Field(None, description="Generator settings (synthetic).")
+    split: SplitSpec = Field(description="How the dataset is partitioned into named parts.")
+
+    @model_validator(mode="after")
+    def _format_fields(self) -> DatasetSpec:
+        if self.format == "synthetic" and self.synthetic is None:
+            self.synthetic = SyntheticSpec()
+        return self
+
+
+# --------------------------------------------------------------------------------------------
+# inits and stages
+# --------------------------------------------------------------------------------------------
+class InitSpec(Strict):
+    """An architecture and where its starting weights come from."""
+
+    arch: str = Field(description="Encoder architecture (see `bench.models.registry`).")
+    weights: str = Field(
+        "random",
+        description="`random`, `file:PATH` (a state dict) or `torchvision:<Enum>.<NAME>`.",
+    )
+    seed: int = Field(0, description="Seed of a random initialisation.")
+    description: str = _description()
+
+    @field_validator("weights")
+    @classmethod
+    def _weights_form(cls, v: str) -> str:
+        if v == "random" or v.startswith(("file:", "torchvision:")):
+            return v
+        raise ValueError("weights must be 'random', 'file:PATH' or 'torchvision:<Enum>.<NAME>'")
+
+
+class OptimizerSpec(Strict):
+    """Adam with decoupled weight decay (none on biases and normalisation layers)."""
+
+    betas: tuple[float, float] = Field((0.9, 0.99), description="Adam (β1, β2).")
+    eps: float = Field(1e-5, gt=0, description="Adam epsilon.")
+    weight_decay: float = Field(0.0, ge=0, description="Decoupled weight decay.")
+
+
+class LRSearchSpec(Strict):
+    """How the peak learning rate of the 1cycle schedule is chosen."""
+
+    method: Literal["fixed", "lr_finder"] = Field("fixed", description="`fixed` or `lr_finder`.")
+    lr: float = Field(1e-3, gt=0, description="The max lr with `fixed`.")
+    start_lr: float = Field(1e-7, gt=0, description="LR finder: first lr.")
+    end_lr: float = Field(10.0, gt=0, description="LR finder: last lr.")
+    num_it: int = Field(100, ge=10, description="LR finder: number of iterations.")
+    suggestion: Literal["valley", "minimum", "steep"] = Field(
+        "valley", description="LR finder: which point of the curve to use."
+    )
+
+
+class ScheduleSpec(Strict):
+    """1cycle (fastai semantics: div 25, peak at 25 %, final lr = max/1e5) or constant."""
+
+    kind: Literal["one_cycle", "constant"] = Field("one_cycle", description="Schedule.")
+    pct_start: float = Field(0.25, gt=0, lt=1, description="1cycle: fraction of steps rising.")
+    div_factor: float = Field(25.0, gt=0, description="1cycle: start lr = max / div_factor.")
+    final_div_factor: float = Field(
+        4000.0, gt=0, description="1cycle: final lr = start lr / final_div_factor."
+    )
+
+
+class StageSpec(Strict):
+    """A pre-training step applied to an encoder (supervised, Barlow Twins, …)."""
+
+    method: str = Field(description="Registered method name, or `package.module:ClassName`.")
+    description: str = _description()
+    data: list[DataRef] = Field(description="Parts whose images are pre-trained on.")
+    repeat: list[int] | None = Field(
+        None, description="Per-entry repeat factor of `data` (default 1 each)."
+    )
+    epochs: int = Field(ge=1, description="Epochs after the warm-up.")
+    warmup_epochs: int = Field(0, ge=0, description="Epochs with the encoder frozen first.")
+    warmup_lr: float = Field(1e-3, gt=0, description="Constant lr of the warm-up.")
+    unfreeze: Literal["all", "last_block", "layer4"] = Field(
+        "all", description="Which encoder parameters train after the warm-up."
+    )
+    train_bn: bool = Field(False, description="Frozen BatchNorm layers still train (fastai).")
+    batch_size: int = Field(128, ge=2, description="Images per batch (per view).")
+    image_size: int = Field(256, ge=8, description="Side of the training crops (px).")
+    normalize: bool = Field(True, description="Apply ImageNet mean/std to inputs.")
+    lr_search: LRSearchSpec = Field(default_factory=LRSearchSpec, description="Peak lr.")
+    schedule: ScheduleSpec = Field(default_factory=ScheduleSpec, description="LR schedule.")
+    optimizer: OptimizerSpec = Field(
+        default_factory=lambda: OptimizerSpec(weight_decay=1.5e-6), description="Optimiser."
+    )
+    params: dict[str, Any] = Field(
+        default_factory=dict, description="Method parameters, validated by the method."
+    )
+    seed: int = Field(0, description="Seed of the stage's randomness.")
+
+    @field_validator("data", mode="before")
+    @classmethod
+    def _listify(cls, v: Any) -> Any:
+        return [v] if isinstance(v, str) else v
+
+    @model_validator(mode="after")
+    def _repeat_len(self) -> StageSpec:
+        if self.repeat is not None:
+            if len(self.repeat) != len(self.data):
+                raise ValueError(
+                    f"repeat has {len(self.repeat)} entries but data has {len(self.data)}"
+                )
+            if any(r < 1 for r in self.repeat):
+                raise ValueError("repeat factors must be ≥ 1")
+        return self
+
+
+# --------------------------------------------------------------------------------------------
+# evaluation protocols
+# --------------------------------------------------------------------------------------------
+class AugmentSpec(Strict):
+    """The fine-tune train augmentation (the paper: crop 0.7–1, flip 0.25, rotation ±45° 0.25)."""
+
+    crop_scale: tuple[float, float] = Field((0.7, 1.0), description="Random resized crop area.")
+    crop_ratio: tuple[float, float] = Field((3 / 4, 4 / 3), description="Crop aspect ratio.")
+    flip_p: float = Field(0.25, ge=0, le=1, description="Horizontal flip probability.")
+    rotate_p: float = Field(0.25, ge=0, le=1, description="Rotation probability.")
+    rotate_deg: float = Field(45.0, ge=0, le=180, description="Max rotation angle (degrees).")
+
+    @model_validator(mode="after")
+    def _ranges(self) -> AugmentSpec:
+        lo, hi = self.crop_scale
+        if not 0 < lo <= hi <= 1:
+            raise ValueError("crop_scale must satisfy 0 < low ≤ high ≤ 1")
+        if not 0 < self.crop_ratio[0] <= self.crop_ratio[1]:
+            raise ValueError("crop_ratio must satisfy 0 < low ≤ high")
+        return self
+
+
+class TTASpec(Strict):
+    """Test-time augmentation: k passes of the train augmentation, softmax averaged, or clean."""
+
+    mode: Literal["augment", "clean"] = Field("augment", description="`augment` or `clean`.")
+    passes: int = Field(3, ge=1, description="Passes with `augment`.")
+
+
+METRICS = ("accuracy", "f1_weighted", "f1_macro", "balanced_accuracy", "auroc_macro")
+
+
+class ProtocolSpec(Strict):
+    """How an encoder is evaluated: fine-tune or linear probe."""
+
+    kind: Literal["fine_tune", "linear_probe"] = Field(description="`fine_tune`|`linear_probe`.")
+    description: str = _description()
+    train: DataRef = Field(description="Labelled training part.")
+    test: DataRef = Field(description="Test part (never used for any choice).")
+    epochs: int = Field(ge=1, description="Epochs of 1cycle after the warm-up.")
+    warmup_epochs: int | None = Field(
+        None, ge=0, description="Head-only epochs first (default 1 for fine_tune, 0 for probe)."
+    )
+    warmup_lr: float = Field(1e-3, gt=0, description="Constant lr of the warm-up.")
+    batch_size: int = Field(64, ge=2, description="Images per batch.")
+    image_size: int = Field(256, ge=8, description="Side of the network input (px).")
+    normalize: bool = Field(True, description="Apply ImageNet mean/std to inputs.")
+    train_bn: bool = Field(False, description="Linear probe: BatchNorm trains (fastai).")
+    lr_search: LRSearchSpec = Field(default_factory=LRSearchSpec, description="Peak lr.")
+    schedule: ScheduleSpec = Field(default_factory=ScheduleSpec, description="LR schedule.")
+    optimizer: OptimizerSpec = Field(default_factory=OptimizerSpec, description="Optimiser.")
+    augment: AugmentSpec = Field(default_factory=AugmentSpec, description="Train augmentation.")
+    tta: TTASpec = Field(default_factory=TTASpec, description="Test-time augmentation.")
+    metrics: list[Literal[METRICS]] = Field(  # type: ignore[valid-type]
+        default_factory=lambda: ["accuracy", "f1_weighted"], description="Metrics to compute."
+    )
+
+    @property
+    def n_warmup(self) -> int:
+        """Warm-up epochs with the protocol's default filled in."""
+        if self.warmup_epochs is not None:
+            return self.warmup_epochs
+        return 1 if self.kind == "fine_tune" else 0
+
+
+# --------------------------------------------------------------------------------------------
+# grid, seeds, contrasts, report
+# --------------------------------------------------------------------------------------------
+class CellRef(Strict):
+    """One explicitly listed cell."""
+
+    init: str = Field(description="Init name.")
+    chain: list[str] = Field(default_factory=list, description="Stage names, in order.")
+    protocol: str = Field(description="Protocol name.")
+
+
+class GridSpec(Strict):
+    """Cells = inits × chains × protocols, plus `include`, minus `exclude` (glob on cell names)."""
+
+    inits: list[str] = Field(default_factory=list, description="Init names.")
+    chains: list[list[str]] = Field(
+        default_factory=lambda: [[]], description="Stage chains applied to each init ([] = none)."
+    )
+    protocols: list[str] = Field(default_factory=list, description="Protocol names.")
+    include: list[CellRef] = Field(default_factory=list, description="Extra cells.")
+    exclude: list[str] = Field(default_factory=list, description="Glob patterns of cell names.")
+
+
+class SeedsSpec(Strict):
+    """How many trials a cell has and which sources of randomness differ between them."""
+
+    count: int = Field(10, ge=1, description="Trials per cell.")
+    base: int = Field(0, description="First trial seed; trials use base, base+1, …")
+    vary: list[Literal[SEED_SOURCES]] = Field(  # type: ignore[valid-type]
+        default_factory=lambda: list(SEED_SOURCES),
+        description="Sources that differ between trials; the others are fixed.",
+    )
+
+
+class ContrastSpec(Strict):
+    """A declared comparison of two cells (A − B)."""
+
+    a: str = Field(description="Cell name of A.")
+    b: str = Field(description="Cell name of B.")
+    metric: str | None = Field(None, description="One metric (default: the report's metrics).")
+    alternative: Literal["two-sided", "greater", "less"] = Field(
+        "two-sided", description="`greater` tests A > B."
+    )
+    family: str = Field("default", description="Multiplicity family.")
+    margin: float = Field(0.01, gt=0, description="Equivalence margin (metric units).")
+    label: str = Field("", description="Display name; cosmetic.", json_schema_extra=COSMETIC)
+
+
+class ReportSpec(Strict):
+    """What `bench report` shows."""
+
+    title: str = Field("", description="Report title; cosmetic.", json_schema_extra=COSMETIC)
+    metrics: list[str] = Field(
+        default_factory=lambda: ["accuracy", "f1_weighted"], description="Metrics reported."
+    )
+    alpha: float = Field(0.05, gt=0, lt=1, description="Significance level.")
+
+
+class Suite(Strict):
+    """A whole benchmark suite."""
+
+    name: str = Field(pattern=NAME_RE.pattern, description="Suite name (MLflow experiment).")
+    description: str = _description()
+    output: str | None = Field(None, description="Output folder (default runs/<name>).")
+    tracking_uri: str | None = Field(
+        None, description="MLflow URI (default sqlite:///<output>/mlflow.db)."
+    )
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="Where to train.")
+    threads: int | None = Field(None, ge=1, description="CPU threads for torch.")
+    datasets: dict[str, DatasetSpec] = Field(description="Named datasets.")
+    inits: dict[str, InitSpec] = Field(description="Named initialisations.")
+    stages: dict[str, StageSpec] = Field(default_factory=dict, description="Named stages.")
+    protocols: dict[str, ProtocolSpec] = Field(description="Named evaluation protocols.")
+    grid: GridSpec = Field(description="Which cells to run.")
+    seeds: SeedsSpec = Field(default_factory=SeedsSpec, description="Trials per cell.")
+    contrasts: list[ContrastSpec] = Field(default_factory=list, description="Comparisons.")
+    report: ReportSpec = Field(default_factory=ReportSpec, description="Report settings.")
+
+    @field_validator("datasets", "inits", "stages", "protocols")
+    @classmethod
+    def _plain_names(cls, v: dict[str, Any]) -> dict[str, Any]:
+        bad = [k for k in v if not NAME_RE.match(k)]
+        if bad:
+            raise ValueError(
+                f"names must start with a letter and use letters, digits, '_' or '-': {bad}"
+            )
+        return v

@@ -1,0 +1,1 @@
+"""Dataset readers, splits, manifests and batch loading."""

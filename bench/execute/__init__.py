@@ -1,0 +1,1 @@
+"""Executors: run a plan's stages and trials (local)."""

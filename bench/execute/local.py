@@ -1,0 +1,327 @@
+"""The local executor: run a plan's unfinished stages and trials in this process, in DAG order.
+
+Resume semantics: a stage or trial whose key has a FINISHED run is skipped; FAILED or KILLED ones
+are run again; RUNNING runs left by a killed process are marked KILLED first (one process per
+suite). A failing trial is recorded FAILED with its reason and the suite goes on; Ctrl-C marks the
+current run KILLED and stops (a stage resumes from its last epoch checkpoint next time).
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from bench.data.loader import ImageSet
+from bench.plan import Cell, Plan, StageNode, Trial, key_view, parse_ref
+from bench.track import FINISHED, KILLED, Tracker, flatten
+
+log = logging.getLogger("bench.run")
+
+
+@dataclass
+class RunSummary:
+    """Counts of what a ``bench run`` did."""
+
+    stages_run: int = 0
+    stages_skipped: int = 0
+    trials_run: int = 0
+    trials_skipped: int = 0
+    failed: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed
+
+
+def pick_device(name: str) -> torch.device:
+    """``auto`` → CUDA when available, else CPU."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("the suite asks for device 'cuda' but no CUDA device is available")
+    return torch.device(name)
+
+
+class ImageStore:
+    """Pixels of dataset parts at a given size, decoded once per process."""
+
+    def __init__(self, plan: Plan, pin: bool):
+        self.plan = plan
+        self.pin = pin
+        self._cache: dict[tuple[str, str | None, int], ImageSet] = {}
+
+    def get(self, ref: str, size: int, labelled: bool = True) -> ImageSet:
+        """uint8 (N, 3, size, size) images (+ labels) of ``dataset:part``."""
+        ds_name, part = parse_ref(ref)
+        key = (ds_name, part, size)
+        if key not in self._cache:
+            from bench.ssl.augment import resize
+
+            ds = self.plan.datasets[ds_name]
+            rows = ds.part(part)
+            if rows.empty:
+                raise ValueError(f"{ref} has no images")
+            x = torch.from_numpy(ds.images(rows))
+            if x.shape[-1] != size or x.shape[-2] != size:
+                x = (resize(x.float() / 255, size) * 255).round().clamp(0, 255).to(torch.uint8)
+            y = torch.from_numpy(ds.label_indices(rows))
+            if self.pin:
+                x = x.pin_memory()
+            self._cache[key] = ImageSet(x, y)
+        out = self._cache[key]
+        return out if labelled else ImageSet(out.images, None)
+
+    def union(self, refs: list[str], repeat: list[int] | None, size: int,
+              labelled: bool) -> ImageSet:
+        """Concatenation of parts, each repeated by its factor (labels kept if asked)."""
+        reps = repeat or [1] * len(refs)
+        sets = [self.get(r, size) for r in refs]
+        xs = [s.images for s, k in zip(sets, reps, strict=True) for _ in range(k)]
+        ys = [s.labels for s, k in zip(sets, reps, strict=True) for _ in range(k)]
+        return ImageSet(torch.cat(xs), torch.cat(ys) if labelled else None)
+
+
+class LocalExecutor:
+    """Runs a plan against a tracker."""
+
+    def __init__(self, plan: Plan, tracker: Tracker, output: Path,
+                 progress: Callable[[str], None] | None = None):
+        self.plan = plan
+        self.tracker = tracker
+        self.output = output
+        self.say = progress or (lambda msg: log.info(msg))
+        suite = plan.suite
+        self.device = pick_device(suite.device)
+        if suite.threads:
+            torch.set_num_threads(suite.threads)
+        self.images = ImageStore(plan, pin=self.device.type == "cuda")
+        self._tmp = Path(tempfile.mkdtemp(prefix="bench-"))
+        self._manifest_tags: dict[str, str] = {}
+
+    # ------------------------------------------------------------------ helpers
+    def _manifest_tag(self, ref: str) -> dict[str, str]:
+        """Write the part's manifest; return a tag with its sha256."""
+        if ref not in self._manifest_tags:
+            ds_name, part = parse_ref(ref)
+            ds = self.plan.datasets[ds_name]
+            ds.write_manifest(part, self.output / "manifests")
+            self._manifest_tags[ref] = ds.manifest_hash(part)
+        return {f"bench.manifest.{ref}": self._manifest_tags[ref]}
+
+    def _encoder(self, key: str) -> torch.nn.Module:
+        """Backbone for an init key or a finished stage key."""
+        from bench.models.weights import build_init, load_into
+
+        plan = self.plan
+        for name, node in plan.inits.items():
+            if node.key == key:
+                spec = plan.suite.inits[name]
+                return build_init(spec.arch, spec.weights, spec.seed, plan.loaded.path.parent)
+        stage = plan.stage(key)
+        root = plan.suite.inits[stage.init]
+        from bench.models.registry import seeded_backbone
+
+        backbone = seeded_backbone(root.arch, root.seed)
+        local = self.output / "encoders" / f"{key}.pt"
+        if not local.exists():
+            rec = self.tracker.status_by_key("stage").get(key)
+            if rec is None or rec.status != FINISHED:
+                raise RuntimeError(f"stage {stage.label} has not finished; cannot evaluate it")
+            local = self.tracker.artifact_path(rec.run_id, "encoder.pt", self._tmp / key)
+        load_into(backbone, torch.load(local, map_location="cpu", weights_only=True),
+                  f"of stage {stage.label}")
+        return backbone
+
+    # ------------------------------------------------------------------ stages
+    def run_stage(self, node: StageNode) -> None:
+        """Train one stage and log its encoder as the artifact ``encoder.pt``."""
+        from bench.ssl.methods import resolve_method
+        from bench.ssl.pretrain import run_stage
+
+        spec = node.spec
+        method_cls = resolve_method(spec.method)
+        tags = {"bench.stage": node.name, "bench.chain": node.label,
+                "bench.parent_key": node.parent_key, "bench.data_hash": node.data_hash,
+                "bench.device": str(self.device)}
+        for ref in spec.data:
+            tags.update(self._manifest_tag(ref))
+        run_id = self.tracker.start("stage", node.key, node.label,
+                                    flatten(key_view(spec), "stage."), tags)
+        try:
+            first_ref = parse_ref(spec.data[0])[0]
+            classes = self.plan.datasets[first_ref].classes
+            data = self.images.union(spec.data, spec.repeat, spec.image_size,
+                                     labelled=method_cls.needs_labels)
+            backbone = self._encoder(node.parent_key)
+            ckpt = self.output / "checkpoints" / f"{node.key}.pt"
+
+            def on_epoch(phase: str, epoch: int, loss: float) -> None:
+                self.tracker.log_metrics(run_id, {f"{phase}_loss": loss}, step=epoch)
+                self.say(f"  stage {node.label}: epoch {epoch + 1}/"
+                         f"{spec.warmup_epochs + spec.epochs} ({phase}) loss {loss:.4f}")
+
+            backbone, summary = run_stage(backbone, spec, method_cls, data,
+                                          len(classes) if method_cls.needs_labels else None,
+                                          self.device, ckpt, on_epoch)
+            enc_dir = self.output / "encoders"
+            enc_dir.mkdir(parents=True, exist_ok=True)
+            path = enc_dir / f"{node.key}.pt"
+            torch.save(backbone.state_dict(), path.with_suffix(".tmp"))
+            path.with_suffix(".tmp").rename(path)
+            upload = self._tmp / node.key / "encoder.pt"
+            upload.parent.mkdir(parents=True, exist_ok=True)
+            upload.write_bytes(path.read_bytes())
+            self.tracker.log_artifact(run_id, upload)
+            self.tracker.log_metrics(run_id, summary)
+            self.tracker.finish(run_id)
+            ckpt.unlink(missing_ok=True)
+        except KeyboardInterrupt:
+            self.tracker.fail(run_id, "interrupted by the user", KILLED)
+            raise
+        except BaseException as exc:
+            self.tracker.fail(run_id, f"{type(exc).__name__}: {exc}")
+            raise
+
+    # ------------------------------------------------------------------ trials
+    def _cell_run(self, cell: Cell, existing: dict[str, str]) -> str:
+        """The cell's parent run: the existing one, or a new one."""
+        if cell.key in existing:
+            return existing[cell.key]
+        tags = {"bench.cell": cell.name, "bench.init": cell.init,
+                "bench.chain": "+".join(cell.chain), "bench.protocol": cell.protocol,
+                "bench.encoder_key": cell.encoder_key}
+        for ref in (cell.spec.train, cell.spec.test):
+            tags.update(self._manifest_tag(ref))
+        run_id = self.tracker.start("cell", cell.key, cell.name,
+                                    flatten(key_view(cell.spec), "protocol."), tags)
+        existing[cell.key] = run_id
+        return run_id
+
+    def run_trial(self, trial: Trial, parent: str, backbone: torch.nn.Module) -> dict:
+        """Run one trial as a child run; return its metrics."""
+        from bench.train.trial import run_trial
+
+        cell, spec = trial.cell, trial.cell.spec
+        tags = {"bench.cell": cell.name, "bench.seed": str(trial.seed),
+                "bench.device": str(self.device), "bench.cell_key": cell.key}
+        tags.update({f"bench.seed.{k}": str(v) for k, v in trial.seeds.items()})
+        for ref in (spec.train, spec.test):
+            tags.update(self._manifest_tag(ref))
+        params = {"cell": cell.name, "seed": str(trial.seed), **flatten(key_view(spec),
+                                                                        "protocol.")}
+        run_id = self.tracker.start("trial", trial.key, f"{cell.name} seed={trial.seed}",
+                                    params, tags, parent=parent)
+        try:
+            train = self.images.get(spec.train, spec.image_size)
+            test = self.images.get(spec.test, spec.image_size)
+            ds = self.plan.datasets[parse_ref(spec.train)[0]]
+
+            def on_epoch(phase: str, epoch: int, loss: float) -> None:
+                self.tracker.log_metrics(run_id, {f"{phase}_loss": loss}, step=epoch)
+
+            result = run_trial(backbone, spec, train, test, ds.classes, trial.seeds,
+                               self.device, on_epoch)
+            metrics = {f"test_{k}": v for k, v in result.metrics.items()}
+            metrics["max_lr"] = result.max_lr
+            self.tracker.log_metrics(run_id, metrics)
+            pred = self._tmp / trial.key / "predictions.npz"
+            pred.parent.mkdir(parents=True, exist_ok=True)
+            np.savez_compressed(pred, probs=result.probs.astype(np.float16),
+                                labels=result.labels, classes=np.array(ds.classes))
+            self.tracker.log_artifact(run_id, pred)
+            self.tracker.finish(run_id)
+            return result.metrics
+        except KeyboardInterrupt:
+            self.tracker.fail(run_id, "interrupted by the user", KILLED)
+            raise
+        except Exception as exc:
+            self.tracker.fail(run_id, f"{type(exc).__name__}: {exc}")
+            raise
+
+    # ------------------------------------------------------------------ all
+    def run(self) -> RunSummary:
+        """Run everything unfinished; return what happened."""
+        t0 = time.perf_counter()
+        summary = RunSummary()
+        plan, tracker = self.plan, self.tracker
+        stale = tracker.close_stale(tracker.runs())
+        if stale:
+            self.say(f"marked {stale} interrupted run(s) KILLED; their work will be redone")
+        done = {k for k, r in tracker.status_by_key().items() if r.status == FINISHED}
+        pending = [t for t in plan.trials if t.key not in done]
+        summary.trials_skipped = len(plan.trials) - len(pending)
+        needed = self._needed_stages(pending, done)
+        summary.stages_skipped = len(plan.stages) - len(needed)
+        total = len(needed) + len(pending)
+        step = 0
+        failed_stages: set[str] = set()
+        for node in plan.stages:
+            if node.key not in needed:
+                continue
+            step += 1
+            if node.parent_key in failed_stages:
+                failed_stages.add(node.key)
+                summary.failed.append(f"stage {node.label}: its parent stage failed")
+                continue
+            self.say(f"[{step}/{total}] stage {node.label} ({node.spec.method})")
+            try:
+                self.run_stage(node)
+                summary.stages_run += 1
+            except KeyboardInterrupt:
+                raise
+            except Exception as exc:
+                failed_stages.add(node.key)
+                summary.failed.append(f"stage {node.label}: {type(exc).__name__}: {exc}")
+                self.say(f"  FAILED: {type(exc).__name__}: {exc}")
+        cell_runs = {k: r.run_id for k, r in tracker.status_by_key("cell").items()}
+        for cell in plan.cells:
+            todo = [t for t in pending if t.cell.key == cell.key]
+            if not todo:
+                continue
+            if cell.stage_key in failed_stages:
+                summary.failed += [f"{cell.name} seed={t.seed}: stage failed" for t in todo]
+                step += len(todo)
+                continue
+            parent = self._cell_run(cell, cell_runs)
+            backbone0 = self._encoder(cell.encoder_key)
+            state = {k: v.clone() for k, v in backbone0.state_dict().items()}
+            all_ok = True
+            for trial in todo:
+                step += 1
+                backbone0.load_state_dict(state)
+                try:
+                    m = self.run_trial(trial, parent, backbone0)
+                    summary.trials_run += 1
+                    shown = ", ".join(f"{k} {m[k]:.3f}" for k in cell.spec.metrics[:2])
+                    self.say(f"[{step}/{total}] {cell.name} seed={trial.seed}: {shown}")
+                except KeyboardInterrupt:
+                    raise
+                except Exception as exc:
+                    all_ok = False
+                    summary.failed.append(f"{cell.name} seed={trial.seed}: "
+                                          f"{type(exc).__name__}: {exc}")
+                    self.say(f"[{step}/{total}] {cell.name} seed={trial.seed}: FAILED "
+                             f"{type(exc).__name__}: {exc}")
+            if all_ok:
+                tracker.finish(parent)
+        summary.seconds = time.perf_counter() - t0
+        return summary
+
+    def _needed_stages(self, pending: list[Trial], done: set[str]) -> set[str]:
+        """Unfinished stages that a pending trial depends on (directly or through parents)."""
+        needed: set[str] = set()
+        by_key = {s.key: s for s in self.plan.stages}
+        for t in pending:
+            key = t.cell.stage_key
+            while key in by_key and key not in done:
+                needed.add(key)
+                key = by_key[key].parent_key
+        return needed

@@ -1,0 +1,1 @@
+"""Encoders, weight sources and heads."""

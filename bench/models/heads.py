@@ -1,0 +1,48 @@
+"""Classification heads and the input normalisation."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+class Normalize(nn.Module):
+    """(x − mean) / std per channel, ImageNet statistics; identity when disabled."""
+
+    def __init__(self, enabled: bool = True):
+        super().__init__()
+        self.enabled = enabled
+        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), False)
+        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), False)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """(B, 3, H, W) → same shape."""
+        return (x - self.mean) / self.std if self.enabled else x
+
+
+class Classifier(nn.Module):
+    """normalise → backbone → linear head: (B, 3, H, W) → (B, n_classes) logits."""
+
+    def __init__(self, backbone: nn.Module, head: nn.Linear, normalize: bool = True):
+        super().__init__()
+        self.norm = Normalize(normalize)
+        self.backbone = backbone
+        self.head = head
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.head(self.backbone(self.norm(x)))
+
+
+def init_linear(layer: nn.Linear, gen: torch.Generator) -> None:
+    """PyTorch's default Linear init (weight and bias ~ U(±1/√fan_in)) drawn from ``gen``."""
+    bound = 1 / math.sqrt(layer.in_features)
+    with torch.no_grad():
+        w = torch.rand(layer.weight.shape, generator=gen) * 2 * bound - bound
+        layer.weight.copy_(w)
+        if layer.bias is not None:
+            layer.bias.copy_(torch.rand(layer.bias.shape, generator=gen) * 2 * bound - bound)

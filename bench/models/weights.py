@@ -1,0 +1,158 @@
+"""Weight sources of an init: ``random``, ``file:PATH`` and ``torchvision:<Enum>.<NAME>``.
+
+Nothing is downloaded: a torchvision weight file must already be in torch's hub cache, and the
+error says which file to place where. Files are read with ``torch.load(weights_only=True)``;
+encoder keys that are missing or unexpected are reported by name.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import torch
+
+from bench.errors import BenchError
+from torch import nn
+
+from bench.models.registry import seeded_backbone
+
+_PREFIXES = ("module.", "backbone.", "encoder.", "model.")
+_IGNORED_HEADS = ("fc.", "projector.", "head.", "classifier.", "bn.", "predictor.")
+
+
+class WeightsError(BenchError, RuntimeError):
+    """Weights cannot be found, read or matched to the architecture."""
+
+
+def sha256_file(path: Path, chunk: int = 1 << 22) -> str:
+    """Hex sha256 of a file's bytes."""
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def torchvision_weights_file(source: str) -> tuple[Path, str]:
+    """(expected local path, download URL) of ``torchvision:ResNet50_Weights.IMAGENET1K_V2``."""
+    import torchvision.models as tvm
+
+    spec = source.removeprefix("torchvision:")
+    try:
+        enum_name, member = spec.split(".")
+        weights = getattr(getattr(tvm, enum_name), member)
+    except (ValueError, AttributeError) as exc:
+        raise WeightsError(
+            f"unknown torchvision weights {spec!r}; expected e.g. ResNet50_Weights.IMAGENET1K_V2"
+        ) from exc
+    url = weights.url
+    folder = Path(torch.hub.get_dir()) / "checkpoints"
+    return folder / url.rsplit("/", 1)[-1], url
+
+
+def resolve_weights_path(source: str, base: Path | None = None) -> Path | None:
+    """Local file of a weights source (``None`` for ``random``); error if it is absent."""
+    if source == "random":
+        return None
+    if source.startswith("file:"):
+        path = Path(source.removeprefix("file:")).expanduser()
+        if not path.is_absolute() and base is not None:
+            path = base / path
+        if not path.is_file():
+            raise WeightsError(f"weights file not found: {path}")
+        return path
+    path, url = torchvision_weights_file(source)
+    if not path.is_file():
+        raise WeightsError(
+            f"torchvision weights {source.removeprefix('torchvision:')} are not on this machine. "
+            f"bench never downloads: fetch {url} and place it as {path} "
+            f"(or set TORCH_HOME so that <TORCH_HOME>/hub/checkpoints/ holds it)"
+        )
+    return path
+
+
+def init_fingerprint(arch: str, source: str, seed: int, base: Path | None = None) -> str:
+    """Content fingerprint of an init: sha256 of the weights file, or of (arch, seed) if random."""
+    path = resolve_weights_path(source, base)
+    if path is None:
+        return hashlib.sha256(f"random:{arch}:{seed}".encode()).hexdigest()
+    return sha256_file(path)
+
+
+def extract_encoder_state(obj: object) -> dict[str, torch.Tensor]:
+    """Find the state dict in a checkpoint (nested ``state_dict``/``model``) and strip prefixes."""
+    while isinstance(obj, dict) and not _is_tensor_dict(obj):
+        for key in ("state_dict", "model", "encoder", "backbone"):
+            if key in obj and isinstance(obj[key], dict):
+                obj = obj[key]
+                break
+        else:
+            raise WeightsError("no state dict found in the checkpoint (keys: "
+                               f"{sorted(obj)[:10]})")
+    if not isinstance(obj, dict):
+        raise WeightsError(f"the checkpoint holds a {type(obj).__name__}, not a state dict")
+    out: dict[str, torch.Tensor] = {}
+    for k, v in obj.items():
+        if not isinstance(v, torch.Tensor):
+            continue
+        for p in _PREFIXES:
+            while k.startswith(p):
+                k = k[len(p):]
+        out[k] = v
+    return out
+
+
+def _is_tensor_dict(d: dict) -> bool:
+    return bool(d) and any(isinstance(v, torch.Tensor) for v in d.values())
+
+
+def load_into(backbone: nn.Module, state: dict[str, torch.Tensor], origin: str) -> list[str]:
+    """Load ``state`` into ``backbone``; error on missing/unexpected encoder keys.
+
+    Returns the keys that were ignored because they belong to a head (``fc.``, ``projector.``…).
+    """
+    ignored = sorted(k for k in state if k.startswith(_IGNORED_HEADS))
+    enc = {k: v for k, v in state.items() if not k.startswith(_IGNORED_HEADS)}
+    expected = set(backbone.state_dict())
+    missing = sorted(expected - set(enc))
+    unexpected = sorted(set(enc) - expected)
+    if missing or unexpected:
+        lines = [f"weights {origin} do not match the architecture:"]
+        if missing:
+            lines.append(f"  missing ({len(missing)}): {', '.join(missing[:20])}"
+                         + (" …" if len(missing) > 20 else ""))
+        if unexpected:
+            lines.append(f"  unexpected ({len(unexpected)}): {', '.join(unexpected[:20])}"
+                         + (" …" if len(unexpected) > 20 else ""))
+        raise WeightsError("\n".join(lines))
+    shapes = [
+        f"{k}: file {tuple(v.shape)} vs model {tuple(backbone.state_dict()[k].shape)}"
+        for k, v in enc.items()
+        if tuple(v.shape) != tuple(backbone.state_dict()[k].shape)
+    ]
+    if shapes:
+        raise WeightsError(f"weights {origin} have wrong shapes: " + "; ".join(shapes[:10]))
+    backbone.load_state_dict(enc, strict=True)
+    return ignored
+
+
+def load_state_file(path: Path) -> dict[str, torch.Tensor]:
+    """Read a weights file safely (``weights_only=True``) and extract the encoder state."""
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # UnpicklingError for arbitrary objects, corrupt files, …
+        raise WeightsError(
+            f"cannot read weights {path} safely (torch.load weights_only=True): "
+            f"{str(exc).splitlines()[0]}"
+        ) from exc
+    return extract_encoder_state(obj)
+
+
+def build_init(arch: str, source: str, seed: int, base: Path | None = None) -> nn.Module:
+    """Backbone of an init with its weights loaded."""
+    backbone = seeded_backbone(arch, seed)
+    path = resolve_weights_path(source, base)
+    if path is not None:
+        load_into(backbone, load_state_file(path), str(path))
+    return backbone

@@ -1,0 +1,256 @@
+"""The plan: grid expansion into cells and trials, content-addressed keys, and the DAG.
+
+Keys (sha256, 16 hex digits shown) are functions of content, never of names or order:
+- init  = H(arch, weights fingerprint)  (sha256 of the file, or of (arch, seed) when random);
+- stage = H(parent key, the stage's config without cosmetic fields and data names, the hash of
+  the data it trains on, its seed);
+- cell  = H(encoder key, the protocol's config without cosmetic fields, train/test manifest hashes);
+- trial = H(cell key, trial seed, the seed sources that vary, the base seed).
+So editing a description changes no key, renaming a stage changes no key, and the same stage used
+by two cells (or two suites) is trained once.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel
+
+from bench.config.loader import LoadedSuite
+from bench.config.schema import COSMETIC, DATA_REF_RE, ProtocolSpec, StageSpec, Suite
+from bench.seeds import trial_seeds
+
+
+# --------------------------------------------------------------------------------------------
+# keys
+# --------------------------------------------------------------------------------------------
+def key_view(value: Any) -> Any:
+    """JSON-able view of a config without its cosmetic fields (recursively)."""
+    if isinstance(value, BaseModel):
+        out = {}
+        for name, info in type(value).model_fields.items():
+            extra = info.json_schema_extra
+            if isinstance(extra, dict) and extra.get("cosmetic"):
+                continue
+            out[name] = key_view(getattr(value, name))
+        return out
+    if isinstance(value, dict):
+        return {str(k): key_view(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [key_view(v) for v in value]
+    return value
+
+
+def content_key(kind: str, *parts: Any) -> str:
+    """sha256 of a canonical JSON encoding of ``(kind, *parts)``."""
+    text = json.dumps([kind, *parts], sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+assert COSMETIC  # the marker key_view honours
+
+
+# --------------------------------------------------------------------------------------------
+# grid expansion
+# --------------------------------------------------------------------------------------------
+def cell_name(init: str, chain: Iterable[str], protocol: str) -> str:
+    """``init+stage1+stage2/protocol``."""
+    return "+".join([init, *chain]) + f"/{protocol}"
+
+
+def chain_label(init: str, chain: Iterable[str]) -> str:
+    """``init+stage1+stage2`` (an encoder's name)."""
+    return "+".join([init, *chain])
+
+
+def expand_cells(suite: Suite) -> list[tuple[str, tuple[str, ...], str]]:
+    """(init, chain, protocol) of every cell, in grid order, then ``include``; minus ``exclude``.
+
+    Duplicates are dropped (first occurrence kept).
+    """
+    g = suite.grid
+    out: list[tuple[str, tuple[str, ...], str]] = []
+    for init in g.inits:
+        for chain in g.chains:
+            for proto in g.protocols:
+                out.append((init, tuple(chain), proto))
+    out += [(c.init, tuple(c.chain), c.protocol) for c in g.include]
+    seen: set[str] = set()
+    cells = []
+    for init, chain, proto in out:
+        name = cell_name(init, chain, proto)
+        if name in seen or any(fnmatch.fnmatchcase(name, pat) for pat in g.exclude):
+            continue
+        seen.add(name)
+        cells.append((init, chain, proto))
+    return cells
+
+
+def parse_ref(ref: str) -> tuple[str, str | None]:
+    """``'ds:part'`` → ('ds', 'part'); ``'ds'`` → ('ds', None)."""
+    m = DATA_REF_RE.match(ref)
+    if not m:
+        raise ValueError(f"bad data reference {ref!r}")
+    return m.group(1), m.group(2)
+
+
+# --------------------------------------------------------------------------------------------
+# the plan
+# --------------------------------------------------------------------------------------------
+@dataclass
+class InitNode:
+    """An initialisation (the root of chains)."""
+
+    name: str
+    key: str
+    fingerprint: str
+
+
+@dataclass
+class StageNode:
+    """One pre-training stage applied to one parent encoder."""
+
+    key: str
+    label: str
+    name: str
+    init: str
+    chain: tuple[str, ...]
+    parent_key: str
+    spec: StageSpec
+    data_hash: str
+
+
+@dataclass
+class Cell:
+    """One (init chain, protocol) combination."""
+
+    name: str
+    key: str
+    init: str
+    chain: tuple[str, ...]
+    protocol: str
+    spec: ProtocolSpec
+    encoder_key: str
+    stage_key: str | None
+
+
+@dataclass
+class Trial:
+    """One (cell, seed)."""
+
+    cell: Cell
+    index: int
+    seed: int
+    key: str
+    seeds: dict[str, int]
+
+
+@dataclass
+class Plan:
+    """Everything a suite asks for, keyed by content, in dependency order."""
+
+    loaded: LoadedSuite
+    datasets: dict[str, Any]
+    inits: dict[str, InitNode]
+    stages: list[StageNode]
+    cells: list[Cell]
+    trials: list[Trial] = field(default_factory=list)
+
+    @property
+    def suite(self) -> Suite:
+        return self.loaded.suite
+
+    def stage(self, key: str) -> StageNode:
+        """The stage node with this key."""
+        return next(s for s in self.stages if s.key == key)
+
+    def trials_of(self, cell: Cell) -> list[Trial]:
+        """The trials of one cell, by seed."""
+        return [t for t in self.trials if t.cell.key == cell.key]
+
+    def dependencies(self) -> dict[str, list[str]]:
+        """The DAG as node key → keys it depends on (stages → parent stage; trials → stage)."""
+        deps: dict[str, list[str]] = {}
+        stage_keys = {s.key for s in self.stages}
+        for s in self.stages:
+            deps[s.key] = [s.parent_key] if s.parent_key in stage_keys else []
+        for t in self.trials:
+            deps[t.key] = [t.cell.stage_key] if t.cell.stage_key else []
+        return deps
+
+
+def data_hash(datasets: dict[str, Any], refs: list[str], repeat: list[int] | None) -> str:
+    """Hash of a union of dataset parts with repeat factors."""
+    reps = repeat or [1] * len(refs)
+    parts = []
+    for ref, r in zip(refs, reps, strict=True):
+        ds, part = parse_ref(ref)
+        parts.append([datasets[ds].manifest_hash(part), r])
+    return content_key("data", parts)
+
+
+def build_plan(loaded: LoadedSuite, base_dir: Path | None = None) -> Plan:
+    """Expand a validated suite into its plan (reads dataset records; decodes no pixels)."""
+    from bench.data.dataset import build_dataset
+    from bench.models.weights import init_fingerprint
+
+    suite = loaded.suite
+    base = base_dir or loaded.path.parent
+    datasets = {name: build_dataset(name, spec) for name, spec in suite.datasets.items()}
+    cells_spec = expand_cells(suite)
+
+    inits: dict[str, InitNode] = {}
+    for name in dict.fromkeys(init for init, _, _ in cells_spec):
+        spec = suite.inits[name]
+        fp = init_fingerprint(spec.arch, spec.weights, spec.seed, base)
+        inits[name] = InitNode(name=name, key=content_key("init", spec.arch, fp), fingerprint=fp)
+
+    stages: dict[str, StageNode] = {}
+    encoder_of: dict[tuple[str, tuple[str, ...]], str] = {}
+    for init, chain, _ in cells_spec:
+        parent = inits[init].key
+        for i, stage_name in enumerate(chain):
+            spec = suite.stages[stage_name]
+            dh = data_hash(datasets, spec.data, spec.repeat)
+            view = {k: v for k, v in key_view(spec).items() if k not in ("data", "repeat")}
+            key = content_key("stage", parent, view, dh)
+            if key not in stages:
+                stages[key] = StageNode(
+                    key=key, label=chain_label(init, chain[: i + 1]), name=stage_name, init=init,
+                    chain=chain[: i + 1], parent_key=parent, spec=spec, data_hash=dh,
+                )
+            parent = key
+        encoder_of[(init, chain)] = parent
+
+    cells: list[Cell] = []
+    for init, chain, proto in cells_spec:
+        spec = suite.protocols[proto]
+        enc = encoder_of[(init, chain)]
+        tr_ds, tr_part = parse_ref(spec.train)
+        te_ds, te_part = parse_ref(spec.test)
+        key = content_key(
+            "cell", enc, key_view(spec),
+            datasets[tr_ds].manifest_hash(tr_part), datasets[te_ds].manifest_hash(te_part),
+        )
+        cells.append(Cell(
+            name=cell_name(init, chain, proto), key=key, init=init, chain=chain, protocol=proto,
+            spec=spec, encoder_key=enc, stage_key=enc if chain else None,
+        ))
+
+    plan = Plan(loaded=loaded, datasets=datasets, inits=inits, stages=list(stages.values()),
+                cells=cells)
+    sd = suite.seeds
+    vary = sorted(sd.vary)
+    for cell in cells:
+        for i in range(sd.count):
+            seed = sd.base + i
+            key = content_key("trial", cell.key, seed, vary, sd.base)
+            plan.trials.append(Trial(cell=cell, index=i, seed=seed, key=key,
+                                     seeds=trial_seeds(seed, sd.base, vary)))
+    return plan

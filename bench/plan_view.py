@@ -1,0 +1,74 @@
+"""Text view of a plan for ``bench plan``: stages, cells, trials, status and a rough cost."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from bench.plan import Plan, StageNode, parse_ref
+from bench.track import FINISHED, RunRecord
+
+
+def _count(plan: Plan, ref: str) -> int:
+    ds, part = parse_ref(ref)
+    return len(plan.datasets[ds].part(part))
+
+
+def _stage_images(plan: Plan, s: StageNode) -> int:
+    reps = s.spec.repeat or [1] * len(s.spec.data)
+    return sum(_count(plan, r) * k for r, k in zip(s.spec.data, reps, strict=True))
+
+
+def _stage_cost(plan: Plan, s: StageNode) -> int:
+    """Image passes of a stage (two views per image for SSL methods, counted as 2)."""
+    return _stage_images(plan, s) * (s.spec.warmup_epochs + s.spec.epochs) * 2
+
+
+def describe_plan(plan: Plan, status: Mapping[str, RunRecord] | None) -> str:
+    """Human-readable plan. ``status``: runs by key (None: no store yet)."""
+    status = status or {}
+
+    def st(key: str) -> str:
+        r = status.get(key)
+        return r.status.lower() if r else "pending"
+
+    suite = plan.suite
+    lines = [f"suite {suite.name}: {len(plan.stages)} stage(s), {len(plan.cells)} cell(s), "
+             f"{len(plan.trials)} trial(s) ({suite.seeds.count} seeds per cell)"]
+    lines.append("")
+    lines.append("datasets:")
+    for name, ds in plan.datasets.items():
+        parts = ", ".join(f"{p} {len(ds.part(p))}" for p in ds.parts)
+        lines.append(f"  {name:<20} {len(ds.records)} images, {len(ds.classes)} classes: {parts}")
+    if plan.stages:
+        lines.append("")
+        lines.append("stages (pre-training):")
+        for s in plan.stages:
+            n = _stage_images(plan, s)
+            epochs = s.spec.warmup_epochs + s.spec.epochs
+            lines.append(f"  {st(s.key):<9} {s.label:<40} {s.spec.method:<14} {n} images × "
+                         f"{epochs} epochs  key {s.key[:12]}")
+    lines.append("")
+    lines.append("cells (finished/total trials):")
+    trial_cost = 0
+    done_total = 0
+    for c in plan.cells:
+        trials = plan.trials_of(c)
+        done = sum(1 for t in trials if st(t.key) == FINISHED.lower())
+        failed = sum(1 for t in trials if st(t.key) in ("failed", "killed"))
+        done_total += done
+        n_train = _count(plan, c.spec.train)
+        n_test = _count(plan, c.spec.test)
+        passes = c.spec.tta.passes if c.spec.tta.mode == "augment" else 1
+        per = n_train * (c.spec.n_warmup + c.spec.epochs) + n_test * passes
+        trial_cost += per * (len(trials) - done)
+        extra = f", {failed} failed" if failed else ""
+        lines.append(f"  {done:>3}/{len(trials):<3} {c.name:<48} key {c.key[:12]}{extra}")
+    pending_stages = [s for s in plan.stages if st(s.key) != FINISHED.lower()]
+    lines.append("")
+    lines.append(f"finished: {done_total}/{len(plan.trials)} trials, "
+                 f"{len(plan.stages) - len(pending_stages)}/{len(plan.stages)} stages")
+    pend_stage_cost = sum(_stage_cost(plan, s) for s in pending_stages)
+    lines.append(f"remaining cost ≈ {(pend_stage_cost + trial_cost) / 1e6:.2f} M image passes "
+                 f"({pend_stage_cost / 1e6:.2f} M pre-training, {trial_cost / 1e6:.2f} M "
+                 f"evaluation)")
+    return "\n".join(lines)

@@ -1,0 +1,1 @@
+"""Report tables and rendering through Jinja2 templates."""

@@ -1,0 +1,36 @@
+"""Seeds per source of randomness, derived from a trial seed by a documented hash.
+
+``derive_seed(seed, source) = int(sha256(f"bench:{source}:{seed}")[:16 hex], 16) mod 2**63``.
+Sources: ``head`` (classifier init), ``order`` (batch order), ``augment`` (train augmentation
+draws), ``tta`` (test-time augmentation draws), ``lr_search``. A suite's ``seeds.vary`` lists the
+sources that differ between trials; the others use the suite's base seed, so they are the same in
+every trial (and, with ``vary: [head]``, matched across cells).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable
+
+import torch
+
+from bench.config.schema import SEED_SOURCES
+
+
+def derive_seed(seed: int, source: str) -> int:
+    """A 63-bit seed for one source of randomness."""
+    digest = hashlib.sha256(f"bench:{source}:{seed}".encode()).hexdigest()
+    return int(digest[:16], 16) % (2**63)
+
+
+def trial_seeds(trial_seed: int, base: int, vary: Iterable[str]) -> dict[str, int]:
+    """Seed of every source for one trial: varying sources use the trial seed, others ``base``."""
+    vary = set(vary)
+    return {s: derive_seed(trial_seed if s in vary else base, s) for s in SEED_SOURCES}
+
+
+def generator(seed: int) -> torch.Generator:
+    """A CPU ``torch.Generator`` seeded with ``seed``."""
+    g = torch.Generator()
+    g.manual_seed(seed)
+    return g

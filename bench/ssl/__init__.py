@@ -1,0 +1,1 @@
+"""Self-supervised (and supervised) pre-training: methods, augmentations, the stage runner."""

@@ -1,0 +1,214 @@
+"""MLflow tracking — the only module that imports mlflow.
+
+Layout: one experiment per suite; a run per pre-training stage (tag ``bench.kind=stage``), a parent
+run per cell (``bench.kind=cell``) and a child run per trial (``bench.kind=trial``, nested through
+``mlflow.parentRunId``). Every run carries its content key as ``bench.key``; resume asks the store
+which keys have a FINISHED run. Embedded default: SQLite ``<output>/mlflow.db`` with artifacts under
+``<output>/artifacts``; any tracking URI (e.g. ``http://host:5000``) is accepted.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import platform
+import subprocess
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+FINISHED, FAILED, KILLED, RUNNING = "FINISHED", "FAILED", "KILLED", "RUNNING"
+
+
+def default_tracking_uri(output: Path) -> str:
+    """``sqlite:///<abs output>/mlflow.db``."""
+    return f"sqlite:///{(output / 'mlflow.db').resolve()}"
+
+
+def _quiet() -> None:
+    for name in ("mlflow", "alembic", "sqlalchemy"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """What resume and reports need to know about a run."""
+
+    run_id: str
+    key: str
+    kind: str
+    status: str
+    tags: Mapping[str, str]
+    params: Mapping[str, str]
+    metrics: Mapping[str, float]
+    start_time: int
+    end_time: int | None
+
+
+def flatten(d: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
+    """Nested config → ``{'a.b.c': 'value'}`` (lists JSON-ish)."""
+    out: dict[str, str] = {}
+    for k, v in d.items():
+        name = f"{prefix}{k}"
+        if isinstance(v, Mapping) and v:
+            out.update(flatten(v, name + "."))
+        else:
+            out[name] = str(v)[:6000]
+    return out
+
+
+@cache
+def environment_tags() -> dict[str, str]:
+    """Git commit and dirty flag of the working directory, package versions, host."""
+    import torch
+
+    import bench
+
+    tags = {
+        "bench.version": bench.__version__,
+        "bench.torch": torch.__version__,
+        "bench.python": platform.python_version(),
+        "bench.host": platform.node(),
+    }
+    for pkg in ("torchvision", "kornia", "mlflow", "numpy"):
+        try:
+            from importlib.metadata import version
+
+            tags[f"bench.{pkg}"] = version(pkg)
+        except Exception:  # a missing optional package is simply not recorded
+            pass
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
+                                timeout=5, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain"], capture_output=True, text=True,
+                               timeout=5, check=True).stdout.strip()
+        tags["bench.git_commit"] = commit
+        tags["bench.git_dirty"] = str(bool(dirty)).lower()
+    except (OSError, subprocess.SubprocessError):
+        tags["bench.git_commit"] = "unknown"
+    return tags
+
+
+class Tracker:
+    """A suite's experiment in an MLflow store."""
+
+    def __init__(self, tracking_uri: str, experiment: str, artifact_root: Path | None = None):
+        _quiet()
+        from mlflow.tracking import MlflowClient
+
+        if tracking_uri.startswith("sqlite:///"):
+            Path(tracking_uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        self.uri = tracking_uri
+        self.client = MlflowClient(tracking_uri=tracking_uri)
+        exp = self.client.get_experiment_by_name(experiment)
+        if exp is None:
+            location = artifact_root.resolve().as_uri() if artifact_root else None
+            try:
+                self.experiment_id = self.client.create_experiment(
+                    experiment, artifact_location=location)
+            except Exception:  # created concurrently by another process
+                exp = self.client.get_experiment_by_name(experiment)
+                if exp is None:
+                    raise
+                self.experiment_id = exp.experiment_id
+        else:
+            self.experiment_id = exp.experiment_id
+
+    # ---------------------------------------------------------------- queries
+    def runs(self, kind: str | None = None) -> list[RunRecord]:
+        """Every bench run of the experiment (optionally of one kind), oldest first."""
+        filt = "tags.`bench.key` != ''"
+        if kind:
+            filt = f"tags.`bench.kind` = '{kind}'"
+        out: list[RunRecord] = []
+        token = None
+        while True:
+            page = self.client.search_runs([self.experiment_id], filter_string=filt,
+                                           max_results=5000, page_token=token,
+                                           order_by=["attributes.start_time ASC"])
+            for r in page:
+                out.append(RunRecord(
+                    run_id=r.info.run_id, key=r.data.tags.get("bench.key", ""),
+                    kind=r.data.tags.get("bench.kind", ""), status=r.info.status,
+                    tags=r.data.tags, params=r.data.params, metrics=r.data.metrics,
+                    start_time=r.info.start_time, end_time=r.info.end_time,
+                ))
+            token = page.token
+            if not token:
+                return out
+
+    def status_by_key(self, kind: str | None = None) -> dict[str, RunRecord]:
+        """Best run per key: a FINISHED one if any, else the latest."""
+        best: dict[str, RunRecord] = {}
+        for r in self.runs(kind):
+            cur = best.get(r.key)
+            if cur is None or cur.status != FINISHED:
+                best[r.key] = r
+        return best
+
+    # ---------------------------------------------------------------- writing
+    def start(self, kind: str, key: str, name: str, params: Mapping[str, str] | None = None,
+              tags: Mapping[str, str] | None = None, parent: str | None = None) -> str:
+        """Create a RUNNING run; return its id."""
+        all_tags = {"bench.kind": kind, "bench.key": key, **environment_tags(), **(tags or {})}
+        if parent:
+            all_tags["mlflow.parentRunId"] = parent
+        run = self.client.create_run(self.experiment_id, run_name=name, tags=all_tags)
+        if params:
+            self.log_params(run.info.run_id, params)
+        return run.info.run_id
+
+    def log_params(self, run_id: str, params: Mapping[str, str]) -> None:
+        """Log params in batches of 100."""
+        from mlflow.entities import Param
+
+        items = [Param(k[:250], str(v)[:6000]) for k, v in params.items()]
+        for i in range(0, len(items), 100):
+            self.client.log_batch(run_id, params=items[i:i + 100])
+
+    def log_metrics(self, run_id: str, metrics: Mapping[str, float], step: int = 0) -> None:
+        """Log several metrics at one step (NaN values are skipped)."""
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        items = [Metric(k, float(v), now, step) for k, v in metrics.items() if v == v]
+        for i in range(0, len(items), 1000):
+            self.client.log_batch(run_id, metrics=items[i:i + 1000])
+
+    def set_tags(self, run_id: str, tags: Mapping[str, str]) -> None:
+        """Set tags on a run."""
+        from mlflow.entities import RunTag
+
+        self.client.log_batch(run_id, tags=[RunTag(k, str(v)[:5000]) for k, v in tags.items()])
+
+    def log_artifact(self, run_id: str, path: Path, folder: str | None = None) -> None:
+        """Copy a local file into the run's artifacts."""
+        self.client.log_artifact(run_id, str(path), folder)
+
+    def artifact_path(self, run_id: str, name: str, dst: Path) -> Path:
+        """Download one artifact of a run into ``dst``; return the local file."""
+        dst.mkdir(parents=True, exist_ok=True)
+        return Path(self.client.download_artifacts(run_id, name, str(dst)))
+
+    def finish(self, run_id: str, status: str = FINISHED) -> None:
+        """Terminate a run with a status."""
+        self.client.set_terminated(run_id, status=status)
+
+    def fail(self, run_id: str, reason: str, status: str = FAILED) -> None:
+        """Record why a run failed and terminate it."""
+        self.set_tags(run_id, {"bench.failure": reason})
+        self.finish(run_id, status)
+
+    def close_stale(self, records: Iterable[RunRecord]) -> int:
+        """Mark RUNNING runs left by a killed process as KILLED; return how many."""
+        n = 0
+        for r in records:
+            if r.status == RUNNING:
+                self.fail(r.run_id, "interrupted (process ended while the run was RUNNING)",
+                          KILLED)
+                n += 1
+        return n

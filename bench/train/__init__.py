@@ -1,0 +1,1 @@
+"""Training engine: optimisers, schedules, LR finder, fine-tune and linear-probe protocols, metrics."""

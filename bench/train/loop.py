@@ -1,0 +1,71 @@
+"""The training engine shared by pre-training stages and evaluation protocols."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+from collections.abc import Callable, Iterable
+
+import torch
+from torch import Tensor, nn
+
+LossFn = Callable[[Tensor, Tensor | None], Tensor]
+
+
+class NonFiniteLoss(RuntimeError):
+    """The training loss became NaN or infinite."""
+
+
+def autocast(device: torch.device) -> contextlib.AbstractContextManager:
+    """bf16 autocast on CUDA, nothing elsewhere."""
+    if device.type == "cuda":
+        return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def prepare(module: nn.Module, device: torch.device) -> nn.Module:
+    """Move to the device; channels_last memory format on CUDA."""
+    module = module.to(device)
+    if device.type == "cuda":
+        module = module.to(memory_format=torch.channels_last)
+    return module
+
+
+def run_epoch(
+    loss_fn: LossFn,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler | None,
+    batch_iter: Iterable[tuple[Tensor, Tensor | None]],
+    where: str = "",
+) -> float:
+    """One pass over ``batch_iter``; returns the mean loss. Raises :class:`NonFiniteLoss`.
+
+    The loss is accumulated on the device and checked once at the end of the epoch (no
+    host synchronisation per step).
+    """
+    total: Tensor | None = None
+    n = 0
+    for x, y in batch_iter:
+        loss = loss_fn(x, y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        if scheduler is not None:
+            scheduler.step()
+        total = loss.detach().float() if total is None else total + loss.detach().float()
+        n += 1
+    if total is None:
+        raise ValueError(f"no batches to train on{where}")
+    mean = float(total) / n
+    if not torch.isfinite(torch.tensor(mean)):
+        raise NonFiniteLoss(f"training loss became {mean}{where}")
+    return mean
+
+
+def state_digest(module: nn.Module) -> str:
+    """sha256 over every tensor of a module's state dict (to prove a frozen module unchanged)."""
+    h = hashlib.sha256()
+    for name, t in sorted(module.state_dict().items()):
+        h.update(name.encode())
+        h.update(t.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()

@@ -1,0 +1,40 @@
+"""Classification metrics from predicted probabilities (sklearn definitions)."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+
+
+def compute_metrics(probs: np.ndarray, labels: np.ndarray, names: list[str]) -> dict[str, float]:
+    """Metrics of (N, C) probabilities against (N,) int labels.
+
+    ``f1_weighted`` is sklearn's ``f1_score(average="weighted", zero_division=0)`` (support-weighted
+    mean of per-class F1, the paper's weighted F1); ``auroc_macro`` is one-vs-rest macro ROC-AUC
+    over the classes present in ``labels`` (NaN if fewer than two).
+    """
+    from sklearn.metrics import balanced_accuracy_score, f1_score, roc_auc_score
+
+    pred = probs.argmax(1)
+    n_classes = probs.shape[1]
+    out = {
+        "accuracy": float((pred == labels).mean()),
+        "f1_weighted": float(f1_score(labels, pred, average="weighted", zero_division=0)),
+        "f1_macro": float(f1_score(labels, pred, average="macro", zero_division=0,
+                                   labels=list(range(n_classes)))),
+    }
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        out["balanced_accuracy"] = float(balanced_accuracy_score(labels, pred))
+    present = np.unique(labels)
+    if len(present) >= 2:
+        aucs = [roc_auc_score(labels == c, probs[:, c]) for c in present]
+        out["auroc_macro"] = float(np.mean(aucs))
+    else:
+        out["auroc_macro"] = float("nan")
+    per_class = f1_score(labels, pred, average=None, zero_division=0,
+                         labels=list(range(n_classes)))
+    for name, f in zip(names, per_class, strict=True):
+        out[f"f1_{name}"] = float(f)
+    return out

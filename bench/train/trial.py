@@ -1,0 +1,168 @@
+"""One evaluation trial: fine-tune or linear-probe an encoder, then test it.
+
+Fine-tune (the paper's protocol): ``warmup_epochs`` head-only epochs with the encoder frozen at a
+constant lr (Adam); unfreeze, reset the optimiser, choose the max lr (fixed or LR finder), 1cycle for
+``epochs``; the last epoch's model is evaluated (TTA: k passes of the train augmentation, softmax
+averaged; or a clean pass). Linear probe: the encoder stays frozen in eval mode (BatchNorm statistics
+frozen, unless ``train_bn``) and is checked unchanged afterwards.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from bench.config.schema import ProtocolSpec
+from bench.data.loader import ImageSet, batches, n_batches
+from bench.models.heads import Classifier, init_linear
+from bench.models.registry import frozen_modes, set_trainable
+from bench.seeds import generator
+from bench.ssl.augment import TrainAugment
+from bench.train.loop import autocast, prepare, run_epoch, state_digest
+from bench.train.lr_finder import lr_find
+from bench.train.metrics import compute_metrics
+from bench.train.optim import make_optimizer, make_scheduler, param_groups
+
+EpochHook = Callable[[str, int, float], None]
+
+
+@dataclass
+class TrialResult:
+    """What a trial produced.
+
+    Attributes:
+        metrics: test metrics (``accuracy``, ``f1_weighted``, …, per-class ``f1_<class>``).
+        probs: (N_test, C) float32 predicted probabilities.
+        labels: (N_test,) int64 true labels.
+        max_lr: the peak lr used.
+        history: per-epoch mean train loss, in order.
+        lr_curve: (lrs, losses) of the LR finder, when it ran.
+    """
+
+    metrics: dict[str, float]
+    probs: np.ndarray
+    labels: np.ndarray
+    max_lr: float
+    history: list[float] = field(default_factory=list)
+    lr_curve: tuple[list[float], list[float]] | None = None
+
+
+def augment_for(p: ProtocolSpec) -> TrainAugment:
+    """The protocol's train augmentation (also used by TTA)."""
+    a = p.augment
+    return TrainAugment(size=p.image_size, crop_scale=tuple(a.crop_scale),
+                        crop_ratio=tuple(a.crop_ratio), flip_p=a.flip_p, rotate_p=a.rotate_p,
+                        rotate_deg=a.rotate_deg)
+
+
+def run_trial(
+    backbone: nn.Module,
+    protocol: ProtocolSpec,
+    train: ImageSet,
+    test: ImageSet,
+    class_names: list[str],
+    seeds: dict[str, int],
+    device: torch.device,
+    on_epoch: EpochHook | None = None,
+) -> TrialResult:
+    """Train a head (and, for fine-tune, the encoder) from ``backbone``; return test results.
+
+    ``train``/``test`` hold uint8 images already at ``protocol.image_size``.
+    """
+    n_classes = len(class_names)
+    head = nn.Linear(backbone.feature_dim, n_classes)
+    init_linear(head, generator(seeds["head"]))
+    model = prepare(Classifier(backbone, head, normalize=protocol.normalize), device)
+    aug = augment_for(protocol)
+    order_gen, aug_gen = generator(seeds["order"]), generator(seeds["augment"])
+    bs = protocol.batch_size
+    probe = protocol.kind == "linear_probe"
+    history: list[float] = []
+
+    def loss_fn(x: Tensor, y: Tensor | None) -> Tensor:
+        with autocast(device):
+            logits = model(aug(x, aug_gen))
+        return F.cross_entropy(logits.float(), y)
+
+    def epoch_iter():  # noqa: ANN202
+        return batches(train, bs, device, order_gen, drop_last=True)
+
+    def hook(phase: str, epoch: int, loss: float) -> None:
+        history.append(loss)
+        if on_epoch is not None:
+            on_epoch(phase, epoch, loss)
+
+    before = state_digest(backbone) if probe and not protocol.train_bn else None
+    # Phase 1: head only, encoder frozen, constant lr.
+    set_trainable(backbone, None, protocol.train_bn)
+    frozen = frozen_modes(backbone, None, protocol.train_bn)
+    for epoch in range(protocol.n_warmup):
+        head.train()
+        frozen()
+        opt = make_optimizer(param_groups([model], protocol.optimizer.weight_decay),
+                             protocol.optimizer, protocol.warmup_lr) if epoch == 0 else opt
+        hook("warmup", epoch, run_epoch(loss_fn, opt, None, epoch_iter(), " (warm-up)"))
+    # Phase 2: unfreeze (fine-tune) and run 1cycle at the searched or fixed lr.
+    group = None if probe else "all"
+    set_trainable(backbone, group, protocol.train_bn)
+    modes = frozen_modes(backbone, group, protocol.train_bn)
+
+    def set_modes() -> None:
+        modes()
+        head.train()
+
+    set_modes()
+    opt = make_optimizer(param_groups([model], protocol.optimizer.weight_decay),
+                         protocol.optimizer, protocol.lr_search.lr)
+    max_lr, curve = _search_lr(protocol, [model], opt, loss_fn, epoch_iter)
+    steps = n_batches(len(train), bs, drop_last=True)
+    sched = make_scheduler(opt, protocol.schedule, max_lr, protocol.epochs * steps)
+    for epoch in range(protocol.epochs):
+        set_modes()
+        hook("train", epoch, run_epoch(loss_fn, opt, sched, epoch_iter()))
+    if before is not None and state_digest(backbone) != before:
+        raise AssertionError("linear probe changed the frozen encoder")
+    probs = predict(model, test, protocol, aug, generator(seeds["tta"]), device)
+    labels = test.labels.numpy()
+    return TrialResult(
+        metrics=compute_metrics(probs, labels, class_names), probs=probs, labels=labels,
+        max_lr=max_lr, history=history, lr_curve=curve,
+    )
+
+
+def _search_lr(protocol, modules, opt, loss_fn, epoch_iter):  # noqa: ANN001, ANN202
+    s = protocol.lr_search
+    if s.method == "fixed":
+        return s.lr, None
+    res = lr_find(modules, opt, loss_fn, epoch_iter, s.start_lr, s.end_lr, s.num_it, s.suggestion)
+    return res.suggestion, (res.lrs, res.losses)
+
+
+@torch.no_grad()
+def predict(
+    model: nn.Module,
+    data: ImageSet,
+    protocol: ProtocolSpec,
+    aug: TrainAugment,
+    tta_gen: torch.Generator,
+    device: torch.device,
+) -> np.ndarray:
+    """(N, C) float32 probabilities: mean of ``tta.passes`` softmaxes over train-augmented
+    batches, or one clean (resized) pass."""
+    model.eval()
+    passes = protocol.tta.passes if protocol.tta.mode == "augment" else 1
+    out = []
+    for x, _ in batches(data, max(protocol.batch_size, 256), device, None, drop_last=False):
+        acc = None
+        for _ in range(passes):
+            xi = aug(x, tta_gen) if protocol.tta.mode == "augment" else x
+            with autocast(device):
+                p = torch.softmax(model(xi).float(), dim=1)
+            acc = p if acc is None else acc + p
+        out.append((acc / passes).cpu())
+    return torch.cat(out).numpy().astype(np.float32)
