@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -63,7 +64,9 @@ def welch(a: np.ndarray, b: np.ndarray, alternative: str = "two-sided",
     if len(a) < 2 or len(b) < 2:
         nan = math.nan
         return WelchResult(nan, nan, nan, nan, nan, nan, alternative)
-    res = stats.ttest_ind(a, b, equal_var=False, alternative=alternative)
-    ci = res.confidence_interval(confidence_level=confidence)
+    with warnings.catch_warnings():  # identical samples: scipy warns, t is ±inf or NaN
+        warnings.simplefilter("ignore", RuntimeWarning)
+        res = stats.ttest_ind(a, b, equal_var=False, alternative=alternative)
+        ci = res.confidence_interval(confidence_level=confidence)
     return WelchResult(float(a.mean() - b.mean()), float(ci.low), float(ci.high),
                        float(res.statistic), float(res.df), float(res.pvalue), alternative)

@@ -29,9 +29,11 @@ def default_tracking_uri(output: Path) -> str:
 
 
 def _quiet() -> None:
+    """Keep MLflow's own INFO chatter (database migrations, …) off the terminal."""
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
     for name in ("mlflow", "alembic", "sqlalchemy"):
         logging.getLogger(name).setLevel(logging.WARNING)
-    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
 
 @dataclass(frozen=True)
@@ -100,6 +102,7 @@ class Tracker:
         _quiet()
         from mlflow.tracking import MlflowClient
 
+        _quiet()
         if tracking_uri.startswith("sqlite:///"):
             Path(tracking_uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
         self.uri = tracking_uri

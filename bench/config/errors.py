@@ -43,6 +43,8 @@ class Located(Problem):
     where: str = ""
 
     def __str__(self) -> str:
+        if not self.loc:
+            return f"{self.where}: {self.message}"
         return f"{self.where} {format_path(self.loc)}: {self.message}"
 
 

@@ -82,7 +82,7 @@ class Dataset:
     def label_indices(self, rows: pd.DataFrame) -> np.ndarray:
         """(N,) int64 class indices of ``rows``."""
         lookup = {c: i for i, c in enumerate(self.classes)}
-        return rows["label"].map(lookup).to_numpy(dtype=np.int64)
+        return rows["label"].map(lookup).to_numpy(dtype=np.int64, copy=True)
 
     def images(self, rows: pd.DataFrame) -> np.ndarray:
         """uint8 (N, 3, S, S) pixels of ``rows`` at the dataset's native size."""

@@ -60,7 +60,7 @@ def assign_parts(records: pd.DataFrame, spec: SplitSpec) -> pd.Series:
 def _targets(spec: SplitSpec, cls: str, n: int, problems: list[str]) -> list[tuple[str, int]]:
     if spec.fractions is not None:
         names = list(spec.fractions)
-        sizes = [int(round(spec.fractions[p] * n)) for p in names[:-1]]
+        sizes = [round(spec.fractions[p] * n) for p in names[:-1]]
         sizes.append(n - sum(sizes))
         return list(zip(names, sizes, strict=True))
     assert spec.counts is not None

@@ -11,10 +11,9 @@ import hashlib
 from pathlib import Path
 
 import torch
-
-from bench.errors import BenchError
 from torch import nn
 
+from bench.errors import BenchError
 from bench.models.registry import seeded_backbone
 
 _PREFIXES = ("module.", "backbone.", "encoder.", "model.")

@@ -53,7 +53,9 @@ def run_stage(
     ``data`` holds uint8 images at the stage's ``image_size`` (repeats already applied).
     """
     params = method_cls.Params.model_validate(spec.params)
-    method = method_cls(backbone.feature_dim, params, n_classes)
+    with torch.random.fork_rng(devices=[]):  # the projector/head init depends on the seed only
+        torch.manual_seed(derive_seed(spec.seed, "method"))
+        method = method_cls(backbone.feature_dim, params, n_classes)
     norm = Normalize(spec.normalize)
     backbone, method, norm = (prepare(m, device) for m in (backbone, method, norm))
     if method_cls.views == "ssl":
@@ -72,7 +74,7 @@ def run_stage(
         with autocast(device):
             return method.loss(encoder, views, y)
 
-    def epoch_iter():  # noqa: ANN202
+    def epoch_iter():
         return batches(data, spec.batch_size, device, order_gen, drop_last=True)
 
     total = spec.warmup_epochs + spec.epochs
@@ -95,7 +97,7 @@ def run_stage(
         set_trainable(backbone, group, spec.train_bn)
         set_modes = frozen_modes(backbone, group, spec.train_bn)
 
-        def modes(set_modes=set_modes) -> None:  # noqa: ANN001
+        def modes(set_modes=set_modes) -> None:
             set_modes()
             method.train()
 

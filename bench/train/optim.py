@@ -41,16 +41,20 @@ def make_scheduler(
 ) -> torch.optim.lr_scheduler.LRScheduler:
     """Per-iteration schedule. ``one_cycle`` reproduces fastai's ``fit_one_cycle``: start at
     max/25, cosine up to max at ``pct_start``, cosine down to max/(25·4000) = max/1e5, with Adam's
-    β1 cycling 0.95 → 0.85 → 0.95."""
-    if spec.kind == "constant":
+    β1 cycling 0.95 → 0.85 → 0.95.
+
+    Very short runs (fewer than 4 steps) use a constant lr, and the warm-up fraction is raised
+    to cover at least two steps, since a 1cycle needs a step on each side of its peak.
+    """
+    if spec.kind == "constant" or total_steps < 4:
         for g in opt.param_groups:
             g["lr"] = max_lr
         return torch.optim.lr_scheduler.LambdaLR(opt, lambda _: 1.0)
     return torch.optim.lr_scheduler.OneCycleLR(
         opt,
         max_lr=max_lr,
-        total_steps=max(total_steps, 2),
-        pct_start=spec.pct_start,
+        total_steps=total_steps,
+        pct_start=max(spec.pct_start, 2 / total_steps),
         anneal_strategy="cos",
         cycle_momentum=True,
         base_momentum=0.85,

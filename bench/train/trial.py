@@ -89,7 +89,7 @@ def run_trial(
             logits = model(aug(x, aug_gen))
         return F.cross_entropy(logits.float(), y)
 
-    def epoch_iter():  # noqa: ANN202
+    def epoch_iter():
         return batches(train, bs, device, order_gen, drop_last=True)
 
     def hook(phase: str, epoch: int, loss: float) -> None:
@@ -101,12 +101,13 @@ def run_trial(
     # Phase 1: head only, encoder frozen, constant lr.
     set_trainable(backbone, None, protocol.train_bn)
     frozen = frozen_modes(backbone, None, protocol.train_bn)
-    for epoch in range(protocol.n_warmup):
-        head.train()
-        frozen()
-        opt = make_optimizer(param_groups([model], protocol.optimizer.weight_decay),
-                             protocol.optimizer, protocol.warmup_lr) if epoch == 0 else opt
-        hook("warmup", epoch, run_epoch(loss_fn, opt, None, epoch_iter(), " (warm-up)"))
+    if protocol.n_warmup:
+        warm_opt = make_optimizer(param_groups([model], protocol.optimizer.weight_decay),
+                                  protocol.optimizer, protocol.warmup_lr)
+        for epoch in range(protocol.n_warmup):
+            frozen()
+            head.train()
+            hook("warmup", epoch, run_epoch(loss_fn, warm_opt, None, epoch_iter(), " (warm-up)"))
     # Phase 2: unfreeze (fine-tune) and run 1cycle at the searched or fixed lr.
     group = None if probe else "all"
     set_trainable(backbone, group, protocol.train_bn)
@@ -135,7 +136,7 @@ def run_trial(
     )
 
 
-def _search_lr(protocol, modules, opt, loss_fn, epoch_iter):  # noqa: ANN001, ANN202
+def _search_lr(protocol, modules, opt, loss_fn, epoch_iter):
     s = protocol.lr_search
     if s.method == "fixed":
         return s.lr, None

@@ -1,0 +1,89 @@
+"""Shared fixtures: a tiny suite that trains in seconds on the CPU."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+
+TINY_SUITE = """\
+name: tiny
+description: a tiny suite for tests
+output: {output}
+threads: 1
+datasets:
+  src:
+    format: synthetic
+    synthetic: {{n_classes: 3, n_images: 60, image_size: 16, palette: 1, seed: 3}}
+    split: {{seed: 0, fractions: {{train: 1.0}}}}
+  tgt:
+    format: synthetic
+    synthetic: {{n_classes: 3, n_images: 72, image_size: 16, imbalance: 0.5, seed: 5}}
+    split: {{seed: 0, fractions: {{train: 0.5, test: 0.5}}}}
+inits:
+  rnd: {{arch: tiny_resnet_w8, weights: random, seed: 0}}
+stages:
+  sup:
+    method: supervised
+    data: [src:train]
+    epochs: 1
+    batch_size: 16
+    image_size: 16
+  bt:
+    method: barlow_twins
+    data: [tgt:train]
+    warmup_epochs: 1
+    epochs: 1
+    unfreeze: last_block
+    batch_size: 16
+    image_size: 16
+    params: {{projector: {{dims: [32, 32]}}, sparse_head: 0.01}}
+protocols:
+  ft:
+    kind: fine_tune
+    train: tgt:train
+    test: tgt:test
+    epochs: 1
+    batch_size: 12
+    image_size: 16
+    tta: {{passes: 2}}
+  lp:
+    kind: linear_probe
+    train: tgt:train
+    test: tgt:test
+    epochs: 1
+    batch_size: 12
+    image_size: 16
+    lr_search: {{method: fixed, lr: 0.01}}
+    tta: {{mode: clean}}
+grid:
+  inits: [rnd]
+  chains: [[sup], [sup, bt]]
+  protocols: [ft, lp]
+seeds: {{count: 2}}
+contrasts:
+  - {{a: rnd+sup+bt/ft, b: rnd+sup/ft}}
+"""
+
+
+@pytest.fixture
+def tiny_suite(tmp_path: Path) -> Path:
+    """Path of a tiny suite whose output lies in ``tmp_path/out``."""
+    path = tmp_path / "tiny.yaml"
+    path.write_text(TINY_SUITE.format(output=tmp_path / "out"))
+    return path
+
+
+@pytest.fixture
+def write_suite(tmp_path: Path):
+    """Write YAML text to a suite file and return its path."""
+
+    def write(text: str, name: str = "suite.yaml") -> Path:
+        path = tmp_path / name
+        path.write_text(text)
+        return path
+
+    return write
