@@ -150,7 +150,7 @@ def test_overrides_apply_and_errors_point_at_them(write_suite) -> None:
     assert "--set seeds.count=0 seeds.count: Input should be greater than or equal to 1" in message
     message = _error(path, ("grid.protocols[0]=linear_prob",))
     assert "--set grid.protocols[0]=linear_prob grid.protocols[0]: unknown protocol" in message
-    with pytest.raises(SuiteError, match="not key.path=value"):
+    with pytest.raises(SuiteError, match=r"not key\.path=value"):
         load_suite(path, ["seeds.count"], env={})
 
 

@@ -33,20 +33,25 @@ def _bernoulli(n: int, p: float, gen: torch.Generator) -> Tensor:
 
 def crop_boxes(
     n: int, scale: tuple[float, float], ratio: tuple[float, float], gen: torch.Generator,
-    per_image: bool = True,
+    per_image: bool = True, attempts: int = 10,
 ) -> Tensor:
-    """Random resized crop boxes as (n, 4) = (cx, cy, w, h) in units of the image side.
+    """Random resized crop boxes as (n, 4) = (cx, cy, w, h) in units of a square image's side.
 
-    Area fraction ~ U(scale), log aspect ratio ~ U(log ratio); w, h are clipped to ≤ 1 and the
-    centre is uniform over the positions that keep the box inside the image. With
-    ``per_image=False`` one box is drawn and repeated (the reference code's behaviour).
+    torchvision's ``RandomResizedCrop`` rule, vectorised: up to ``attempts`` draws of area
+    fraction ~ U(scale) and log aspect ratio ~ U(log ratio); the first whose box fits in the
+    image is used, else the whole image. The centre is uniform over the positions that keep the
+    box inside. With ``per_image=False`` one box is drawn and repeated (the reference code).
     """
     m = n if per_image else 1
-    area = _uniform(m, *scale, gen)
-    log_r = _uniform(m, math.log(ratio[0]), math.log(ratio[1]), gen)
+    area = _uniform(m * attempts, *scale, gen).view(m, attempts)
+    log_r = _uniform(m * attempts, math.log(ratio[0]), math.log(ratio[1]), gen).view(m, attempts)
     r = torch.exp(log_r)
-    w = torch.sqrt(area * r).clamp(max=1.0)
-    h = torch.sqrt(area / r).clamp(max=1.0)
+    w_all, h_all = torch.sqrt(area * r), torch.sqrt(area / r)
+    fits = (w_all <= 1) & (h_all <= 1)
+    first = torch.where(fits.any(1), fits.float().argmax(1), torch.full((m,), -1))
+    pick = first.clamp(min=0)[:, None]
+    w = torch.where(first >= 0, w_all.gather(1, pick)[:, 0], torch.ones(m))
+    h = torch.where(first >= 0, h_all.gather(1, pick)[:, 0], torch.ones(m))
     cx = w / 2 + (1 - w) * torch.rand(m, generator=gen)
     cy = h / 2 + (1 - h) * torch.rand(m, generator=gen)
     boxes = torch.stack([cx, cy, w, h], 1)

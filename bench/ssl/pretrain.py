@@ -110,16 +110,16 @@ def run_stage(
         if not warm and sched is None:
             opt = make_optimizer(param_groups([backbone, method], spec.optimizer.weight_decay),
                                  spec.optimizer, spec.lr_search.lr)
-            if state is not None and state["phase"] == "main":
-                opt.load_state_dict(state["opt"])
-            elif spec.lr_search.method == "lr_finder":
+            resuming = state is not None and state["phase"] == "main"
+            if not resuming and spec.lr_search.method == "lr_finder":
                 s = spec.lr_search
                 res = lr_find([backbone, method], opt, loss_fn, epoch_iter, s.start_lr, s.end_lr,
                               s.num_it, s.suggestion)
                 max_lr = res.suggestion
             sched = make_scheduler(opt, spec.schedule, max_lr,
                                    spec.epochs * n_batches(len(data), spec.batch_size, True))
-            if state is not None and state["phase"] == "main":
+            if resuming:  # after the scheduler's constructor, which rewrites lr and betas
+                opt.load_state_dict(state["opt"])
                 sched.load_state_dict(state["sched"])
         assert opt is not None
         loss = run_epoch(loss_fn, opt, None if warm else sched, epoch_iter(),

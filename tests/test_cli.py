@@ -1,0 +1,51 @@
+"""The command line: light start-up, plan output, report on partial results."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from bench.cli import main
+
+
+def test_help_does_not_import_heavy_libraries() -> None:
+    code = ("import sys; from bench.cli import build_parser; build_parser(); "
+            "heavy = [m for m in ('torch', 'mlflow', 'pandas', 'sklearn') if m in sys.modules]; "
+            "print(heavy)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+    res = subprocess.run([sys.executable, "-m", "bench", "--help"], capture_output=True,
+                         text=True, check=True)
+    for word in ("run", "plan", "report"):
+        assert word in res.stdout
+
+
+def test_plan_before_anything_ran(tiny_suite: Path, capsys) -> None:
+    assert main(["plan", str(tiny_suite)]) == 0
+    out = capsys.readouterr().out
+    assert "suite tiny: 2 stage(s), 4 cell(s), 8 trial(s)" in out
+    assert "pending   rnd+sup " in out and "0/2   rnd+sup+bt/lp" in out
+    assert not (tiny_suite.parent / "out" / "mlflow.db").exists()  # a plan writes nothing
+
+
+def test_report_without_results_says_what_to_do(tiny_suite: Path, capsys) -> None:
+    assert main(["report", str(tiny_suite), "--out", str(tiny_suite.parent / "rep")]) == 1
+    assert "run `bench run" in capsys.readouterr().err
+
+
+def test_report_on_partial_results_warns(tiny_suite: Path, capsys) -> None:
+    assert main(["run", str(tiny_suite), "--set", "grid.protocols=[lp]",
+                 "--set", "contrasts=[]"]) == 0
+    capsys.readouterr()
+    rep = tiny_suite.parent / "rep"
+    assert main(["report", str(tiny_suite), "--out", str(rep)]) == 0
+    err = capsys.readouterr().err
+    assert "warning: rnd+sup/ft: 0 of 2 trials finished" in err
+    md = (rep / "report.md").read_text()
+    assert "Partial results" in md and "| rnd+sup | ft | 0 | 0 |" in md
+
+
+def test_bad_weights_is_a_clean_error(tiny_suite: Path, capsys) -> None:
+    assert main(["plan", str(tiny_suite), "--set", "inits.rnd.weights=file:missing.pt"]) == 2
+    assert "error: weights file not found" in capsys.readouterr().err
