@@ -42,6 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p_plan = sub.add_parser("plan", help="dry run: cells, stages, trials and their status")
     _common(p_plan)
+    p_plan.add_argument("--trials", action="store_true", help="also list every trial")
 
     p_rep = sub.add_parser("report", help="render the results of a suite")
     _common(p_rep)
@@ -108,7 +109,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
         tracker = Tracker(uri, loaded.suite.name, output / "artifacts")
         status = tracker.status_by_key()
-    print(describe_plan(plan, status))
+    print(describe_plan(plan, status, trials=args.trials))
     return EXIT_OK
 
 

@@ -23,8 +23,9 @@ def _stage_cost(plan: Plan, s: StageNode) -> int:
     return _stage_images(plan, s) * (s.spec.warmup_epochs + s.spec.epochs) * 2
 
 
-def describe_plan(plan: Plan, status: Mapping[str, RunRecord] | None) -> str:
-    """Human-readable plan. ``status``: runs by key (None: no store yet)."""
+def describe_plan(plan: Plan, status: Mapping[str, RunRecord] | None, trials: bool = False) -> str:
+    """Human-readable plan. ``status``: runs by key (None: no store yet); ``trials``: list each
+    trial with its status and key."""
     status = status or {}
 
     def st(key: str) -> str:
@@ -52,17 +53,20 @@ def describe_plan(plan: Plan, status: Mapping[str, RunRecord] | None) -> str:
     trial_cost = 0
     done_total = 0
     for c in plan.cells:
-        trials = plan.trials_of(c)
-        done = sum(1 for t in trials if st(t.key) == FINISHED.lower())
-        failed = sum(1 for t in trials if st(t.key) in ("failed", "killed"))
+        cell_trials = plan.trials_of(c)
+        done = sum(1 for t in cell_trials if st(t.key) == FINISHED.lower())
+        failed = sum(1 for t in cell_trials if st(t.key) in ("failed", "killed"))
         done_total += done
         n_train = _count(plan, c.spec.train)
         n_test = _count(plan, c.spec.test)
         passes = c.spec.tta.passes if c.spec.tta.mode == "augment" else 1
         per = n_train * (c.spec.n_warmup + c.spec.epochs) + n_test * passes
-        trial_cost += per * (len(trials) - done)
+        trial_cost += per * (len(cell_trials) - done)
         extra = f", {failed} failed" if failed else ""
-        lines.append(f"  {done:>3}/{len(trials):<3} {c.name:<48} key {c.key[:12]}{extra}")
+        lines.append(f"  {done:>3}/{len(cell_trials):<3} {c.name:<48} key {c.key[:12]}{extra}")
+        if trials:
+            for t in cell_trials:
+                lines.append(f"          {st(t.key):<9} seed {t.seed:<5} key {t.key[:12]}")
     pending_stages = [s for s in plan.stages if st(s.key) != FINISHED.lower()]
     lines.append("")
     lines.append(f"finished: {done_total}/{len(plan.trials)} trials, "

@@ -112,7 +112,9 @@ class Tracker:
             location = artifact_root.resolve().as_uri() if artifact_root else None
             try:
                 self.experiment_id = self.client.create_experiment(
-                    experiment, artifact_location=location)
+                    experiment, artifact_location=location,
+                    # the MLflow UI then opens on the runs table, not the GenAI overview
+                    tags={"mlflow.experimentKind": "custom_model_development"})
             except Exception:  # created concurrently by another process
                 exp = self.client.get_experiment_by_name(experiment)
                 if exp is None:

@@ -27,6 +27,9 @@ def test_plan_before_anything_ran(tiny_suite: Path, capsys) -> None:
     assert "suite tiny: 2 stage(s), 4 cell(s), 8 trial(s)" in out
     assert "pending   rnd+sup " in out and "0/2   rnd+sup+bt/lp" in out
     assert not (tiny_suite.parent / "out" / "mlflow.db").exists()  # a plan writes nothing
+    assert main(["plan", str(tiny_suite), "--trials"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("pending   seed ") == 8
 
 
 def test_report_without_results_says_what_to_do(tiny_suite: Path, capsys) -> None:
