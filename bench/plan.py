@@ -185,6 +185,25 @@ class Plan:
         return deps
 
 
+def _check_parts(suite: Suite, datasets: dict[str, Any], cells_spec: list) -> None:
+    """Every part a used protocol or stage names must hold images."""
+    from bench.data.errors import DataError
+
+    refs: list[tuple[str, str]] = []
+    for init, chain, proto in cells_spec:
+        p = suite.protocols[proto]
+        refs += [(f"protocols.{proto}.train", p.train), (f"protocols.{proto}.test", p.test)]
+        refs += [(f"stages.{st}.data", r) for st in chain for r in suite.stages[st].data]
+    problems = []
+    for where, ref in dict.fromkeys(refs):
+        ds, part = parse_ref(ref)
+        if part is not None and part not in datasets[ds].parts:
+            problems.append(f"{where}: part {ref!r} holds no image (the parts of {ds!r} are "
+                            f"{datasets[ds].parts})")
+    if problems:
+        raise DataError("\n".join(problems))
+
+
 def data_hash(datasets: dict[str, Any], refs: list[str], repeat: list[int] | None) -> str:
     """Hash of a union of dataset parts with repeat factors."""
     reps = repeat or [1] * len(refs)
@@ -195,15 +214,26 @@ def data_hash(datasets: dict[str, Any], refs: list[str], repeat: list[int] | Non
     return content_key("data", parts)
 
 
-def build_plan(loaded: LoadedSuite, base_dir: Path | None = None) -> Plan:
-    """Expand a validated suite into its plan (reads dataset records; decodes no pixels)."""
+def build_plan(loaded: LoadedSuite, base_dir: Path | None = None, check_files: bool = True
+               ) -> Plan:
+    """Expand a validated suite into its plan (reads dataset records; decodes no pixels).
+
+    Relative paths (weights, data) are relative to ``base_dir`` (default: the working directory).
+    """
     from bench.data.dataset import build_dataset
     from bench.models.weights import init_fingerprint
 
     suite = loaded.suite
-    base = base_dir or loaded.path.parent
-    datasets = {name: build_dataset(name, spec) for name, spec in suite.datasets.items()}
+    base = base_dir
     cells_spec = expand_cells(suite)
+    used: set[str] = set()
+    for _, chain, proto in cells_spec:  # only the datasets the cells use are read
+        p = suite.protocols[proto]
+        used |= {parse_ref(r)[0] for r in (p.train, p.test)}
+        used |= {parse_ref(r)[0] for st in chain for r in suite.stages[st].data}
+    datasets = {name: build_dataset(name, suite.datasets[name], check_files)
+                for name in suite.datasets if name in used}
+    _check_parts(suite, datasets, cells_spec)
 
     inits: dict[str, InitNode] = {}
     for name in dict.fromkeys(init for init, _, _ in cells_spec):

@@ -20,6 +20,9 @@ def _check_ref(suite: Suite, ref: str, loc: tuple, out: list[Problem]) -> None:
     if ds not in suite.datasets:
         out.append(Problem(loc, f"unknown dataset {ds!r}{did_you_mean(ds, suite.datasets)}"))
         return
+    split = suite.datasets[ds].split
+    if split.column is not None and not split.merge.get(part):
+        return  # parts come from the data itself; the plan checks them once it is read
     parts = dataset_parts(suite.datasets[ds])
     if part and part not in parts:
         out.append(Problem(loc, f"dataset {ds!r} has no part {part!r}{did_you_mean(part, parts)}"

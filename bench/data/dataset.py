@@ -1,7 +1,7 @@
-"""A dataset as a record table (id, label, group, source, part) plus a way to get its pixels.
+"""A dataset as a record table (id, label, group, part, …) plus its split.
 
 The record table and the split are cheap to build (no pixels), so the plan can hash them;
-pixels are produced only when something trains (:meth:`Dataset.images`).
+pixels are decoded once, into the decoded cache, when something trains (``bench.data.cache``).
 """
 
 from __future__ import annotations
@@ -16,7 +16,10 @@ import pandas as pd
 
 from bench.config.schema import DatasetSpec
 from bench.data import synthetic
+from bench.data.readers import read_records
 from bench.data.split import assign_parts
+
+MANIFEST_COLUMNS = ["id", "rel", "label", "group", "part", "bytes"]
 
 
 @dataclass
@@ -26,8 +29,7 @@ class Dataset:
     Attributes:
         name: the suite's name for the dataset.
         spec: its suite entry.
-        records: columns ``id``, ``label`` (class name), ``group``, ``source``, ``part``,
-            ``index`` (position in the reader's order, used to fetch pixels).
+        records: see ``bench.data.readers``; plus ``part``.
         classes: sorted class names; label indices follow this order.
     """
 
@@ -50,14 +52,14 @@ class Dataset:
 
     @cached_property
     def content_digest(self) -> str:
-        """Hash of what determines the pixels (the generator settings, or the files)."""
-        assert self.spec.synthetic is not None
-        return synthetic.spec_digest(self.spec.synthetic)
+        """Hash of what determines the pixels beyond the manifest (the generator settings)."""
+        if self.spec.synthetic is not None:
+            return synthetic.spec_digest(self.spec.synthetic)
+        return self.spec.format
 
     def manifest_text(self, part: str | None) -> str:
-        """The part's manifest as CSV text (id, label, group, part)."""
-        cols = ["id", "label", "group", "part"]
-        return self.part(part)[cols].to_csv(index=False, lineterminator="\n")
+        """The part's manifest as CSV text (id, rel path, label, group, part, file size)."""
+        return self.part(part)[MANIFEST_COLUMNS].to_csv(index=False, lineterminator="\n")
 
     def manifest_hash(self, part: str | None) -> str:
         """sha256 of the part's manifest and of the pixel source."""
@@ -69,7 +71,7 @@ class Dataset:
         return self._hashes[key]
 
     def write_manifest(self, part: str | None, folder: Path) -> Path:
-        """Write the part's manifest CSV under ``folder``; return its path."""
+        """Write the part's manifest CSV under ``folder`` (atomically); return its path."""
         folder.mkdir(parents=True, exist_ok=True)
         path = folder / f"{self.name}__{part or 'all'}.csv"
         text = self.manifest_text(part)
@@ -84,27 +86,13 @@ class Dataset:
         lookup = {c: i for i, c in enumerate(self.classes)}
         return rows["label"].map(lookup).to_numpy(dtype=np.int64, copy=True)
 
-    def images(self, rows: pd.DataFrame) -> np.ndarray:
-        """uint8 (N, 3, S, S) pixels of ``rows`` at the dataset's native size."""
-        assert self.spec.synthetic is not None
-        return synthetic.render(self.spec.synthetic, rows["index"].to_numpy())
 
-
-def build_dataset(name: str, spec: DatasetSpec) -> Dataset:
+def build_dataset(name: str, spec: DatasetSpec, check_files: bool = True) -> Dataset:
     """Read a dataset's records and draw its split (no pixels are decoded)."""
-    assert spec.synthetic is not None
-    syn = spec.synthetic
-    y = synthetic.labels(syn)
-    names = synthetic.class_names(syn.n_classes)
-    ids = [f"{name}_{syn.seed}_{i:06d}" for i in range(syn.n_images)]
-    records = pd.DataFrame(
-        {
-            "id": ids,
-            "label": [names[i] for i in y],
-            "group": ids,
-            "source": name,
-            "index": np.arange(syn.n_images),
-        }
-    )
-    records["part"] = assign_parts(records, spec.split)
-    return Dataset(name=name, spec=spec, records=records, classes=names)
+    records = read_records(name, spec, check_files)
+    records["part"] = assign_parts(records, spec.split, f"dataset {name!r} split")
+    classes = spec.classes or sorted(records["label"].unique())
+    if spec.format == "synthetic":
+        assert spec.synthetic is not None
+        classes = synthetic.class_names(spec.synthetic.n_classes)
+    return Dataset(name=name, spec=spec, records=records, classes=classes)

@@ -9,6 +9,7 @@ current run KILLED and stops (a stage resumes from its last epoch checkpoint nex
 from __future__ import annotations
 
 import logging
+import os
 import tempfile
 import time
 from collections.abc import Callable
@@ -18,7 +19,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from bench.data.loader import ImageSet
+from bench.data.store import ImageStore
+from bench.errors import BenchError
 from bench.plan import Cell, Plan, StageNode, Trial, key_view, parse_ref
 from bench.track import FINISHED, KILLED, Tracker, flatten
 
@@ -41,6 +43,16 @@ class RunSummary:
         return not self.failed
 
 
+class LeakageError(BenchError):
+    """A test image is also trained on (and the suite does not allow it)."""
+
+
+def cache_dir(output: Path) -> Path:
+    """The decoded cache folder: ``$BENCH_CACHE`` or ``<output>/cache``."""
+    env = os.environ.get("BENCH_CACHE")
+    return Path(env) if env else output / "cache"
+
+
 def pick_device(name: str) -> torch.device:
     """``auto`` → CUDA when available, else CPU."""
     if name == "auto":
@@ -48,45 +60,6 @@ def pick_device(name: str) -> torch.device:
     if name == "cuda" and not torch.cuda.is_available():
         raise RuntimeError("the suite asks for device 'cuda' but no CUDA device is available")
     return torch.device(name)
-
-
-class ImageStore:
-    """Pixels of dataset parts at a given size, decoded once per process."""
-
-    def __init__(self, plan: Plan, pin: bool):
-        self.plan = plan
-        self.pin = pin
-        self._cache: dict[tuple[str, str | None, int], ImageSet] = {}
-
-    def get(self, ref: str, size: int, labelled: bool = True) -> ImageSet:
-        """uint8 (N, 3, size, size) images (+ labels) of ``dataset:part``."""
-        ds_name, part = parse_ref(ref)
-        key = (ds_name, part, size)
-        if key not in self._cache:
-            from bench.ssl.augment import resize
-
-            ds = self.plan.datasets[ds_name]
-            rows = ds.part(part)
-            if rows.empty:
-                raise ValueError(f"{ref} has no images")
-            x = torch.from_numpy(ds.images(rows))
-            if x.shape[-1] != size or x.shape[-2] != size:
-                x = (resize(x.float() / 255, size) * 255).round().clamp(0, 255).to(torch.uint8)
-            y = torch.from_numpy(ds.label_indices(rows))
-            if self.pin:
-                x = x.pin_memory()
-            self._cache[key] = ImageSet(x, y)
-        out = self._cache[key]
-        return out if labelled else ImageSet(out.images, None)
-
-    def union(self, refs: list[str], repeat: list[int] | None, size: int,
-              labelled: bool) -> ImageSet:
-        """Concatenation of parts, each repeated by its factor (labels kept if asked)."""
-        reps = repeat or [1] * len(refs)
-        sets = [self.get(r, size) for r in refs]
-        xs = [s.images for s, k in zip(sets, reps, strict=True) for _ in range(k)]
-        ys = [s.labels for s, k in zip(sets, reps, strict=True) for _ in range(k)]
-        return ImageSet(torch.cat(xs), torch.cat(ys) if labelled else None)
 
 
 class LocalExecutor:
@@ -102,19 +75,22 @@ class LocalExecutor:
         self.device = pick_device(suite.device)
         if suite.threads:
             torch.set_num_threads(suite.threads)
-        self.images = ImageStore(plan, pin=self.device.type == "cuda")
+        self.images = ImageStore(plan.datasets, cache_dir(output), pin=self.device.type == "cuda",
+                                 say=self.say)
         self._tmp = Path(tempfile.mkdtemp(prefix="bench-"))
         self._manifest_tags: dict[str, str] = {}
+        reason = plan.suite.allow_leakage
+        self._common_tags = {"bench.allow_leakage": reason} if reason else {}
 
     # ------------------------------------------------------------------ helpers
     def _manifest_tag(self, ref: str) -> dict[str, str]:
-        """Write the part's manifest; return a tag with its sha256."""
+        """Write the part's manifest; return a tag with its sha256 (and the common tags)."""
         if ref not in self._manifest_tags:
             ds_name, part = parse_ref(ref)
             ds = self.plan.datasets[ds_name]
             ds.write_manifest(part, self.output / "manifests")
             self._manifest_tags[ref] = ds.manifest_hash(part)
-        return {f"bench.manifest.{ref}": self._manifest_tags[ref]}
+        return {f"bench.manifest.{ref}": self._manifest_tags[ref], **self._common_tags}
 
     def _encoder(self, key: str) -> torch.nn.Module:
         """Backbone for an init key or a finished stage key."""
@@ -124,7 +100,7 @@ class LocalExecutor:
         for name, node in plan.inits.items():
             if node.key == key:
                 spec = plan.suite.inits[name]
-                return build_init(spec.arch, spec.weights, spec.seed, plan.loaded.path.parent)
+                return build_init(spec.arch, spec.weights, spec.seed)
         stage = plan.stage(key)
         root = plan.suite.inits[stage.init]
         from bench.models.registry import seeded_backbone
@@ -260,6 +236,8 @@ class LocalExecutor:
         summary.trials_skipped = len(plan.trials) - len(pending)
         needed = self._needed_stages(pending, done)
         summary.stages_skipped = len(plan.stages) - len(needed)
+        if pending:
+            self.guard(pending, needed)
         total = len(needed) + len(pending)
         step = 0
         failed_stages: set[str] = set()
@@ -314,6 +292,26 @@ class LocalExecutor:
                 tracker.finish(parent)
         summary.seconds = time.perf_counter() - t0
         return summary
+
+    def guard(self, pending: list[Trial], needed: set[str]) -> None:
+        """Decode what the pending work uses, then run the leakage guard (before any training)."""
+        from bench.data.leakage import check_leakage
+
+        for node in self.plan.stages:
+            if node.key in needed:
+                for ref in node.spec.data:
+                    self.images.get(ref, node.spec.image_size)
+        for cell in dict.fromkeys(t.cell.name for t in pending):
+            spec = next(c.spec for c in self.plan.cells if c.name == cell)
+            self.images.get(spec.train, spec.image_size)
+            self.images.get(spec.test, spec.image_size)
+        report = check_leakage(self.plan, self.images.pixel_hashes)
+        for w in report.warnings:
+            self.say(f"warning: {w}")
+        if report.errors:
+            raise LeakageError("leakage guard: a test image is also trained on\n  "
+                               + "\n  ".join(report.errors)
+                               + "\n(fix the split, or set allow_leakage: <reason> in the suite)")
 
     def _needed_stages(self, pending: list[Trial], done: set[str]) -> set[str]:
         """Unfinished stages that a pending trial depends on (directly or through parents)."""
