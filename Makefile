@@ -4,6 +4,11 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
+# Real data for the tests that use it (they skip cleanly without it).
+ifneq ($(wildcard ../shared/data),)
+export BENCH_SHARED_DATA ?= $(abspath ../shared/data)
+endif
+
 .PHONY: setup demo test lint bench clean
 
 setup: $(STAMP)

@@ -44,6 +44,22 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p_plan)
     p_plan.add_argument("--trials", action="store_true", help="also list every trial")
 
+    p_data = sub.add_parser("data", help="check a suite's data, or write the synthetic set")
+    data_sub = p_data.add_subparsers(dest="data_command", required=True, metavar="ACTION")
+    p_check = data_sub.add_parser("check", help="files, counts per class and part, manifest "
+                                  "hashes, leakage; exits non-zero on a problem")
+    _common(p_check)
+    p_check.add_argument("--no-pixels", action="store_true",
+                         help="skip decoding (no pixel-level leakage check)")
+    p_synth = data_sub.add_parser("synth", help="write the synthetic set as JPEG files + CSV")
+    p_synth.add_argument("dir", type=Path, help="folder to write (images/ and labels.csv)")
+    p_synth.add_argument("--images", type=int, default=400, help="number of images")
+    p_synth.add_argument("--classes", type=int, default=4, help="number of classes")
+    p_synth.add_argument("--size", type=int, default=64, help="image side (px)")
+    p_synth.add_argument("--imbalance", type=float, default=0.5,
+                         help="rarest class size / largest class size")
+    p_synth.add_argument("--seed", type=int, default=0, help="generator seed")
+
     p_rep = sub.add_parser("report", help="render the results of a suite")
     _common(p_rep)
     p_rep.add_argument("--format", dest="formats", action="append",
@@ -145,6 +161,31 @@ def cmd_report(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_data(args: argparse.Namespace) -> int:
+    """``bench data check`` and ``bench data synth``."""
+    if args.data_command == "synth":
+        from bench.config.schema import SyntheticSpec
+        from bench.data.synthetic import write_folder
+
+        spec = SyntheticSpec(n_classes=args.classes, n_images=args.images, image_size=args.size,
+                             imbalance=args.imbalance, seed=args.seed)
+        path = write_folder(spec, args.dir)
+        print(f"wrote {args.images} images and {path}")
+        return EXIT_OK
+    from bench.data.check import check_data
+    from bench.data.store import ImageStore
+    from bench.execute.local import cache_dir
+    from bench.plan import build_plan
+
+    loaded, output, _ = _load(args)
+    plan = build_plan(loaded)
+    store = None if args.no_pixels else ImageStore(plan.datasets, cache_dir(output),
+                                                   say=lambda m: print(m, flush=True))
+    text, report = check_data(plan, store)
+    print(text)
+    return EXIT_OK if report.ok else EXIT_FAILED
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``bench`` command; returns the exit code."""
     parser = build_parser()
@@ -152,7 +193,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     from bench.errors import BenchError
 
-    commands = {"run": cmd_run, "plan": cmd_plan, "report": cmd_report}
+    commands = {"run": cmd_run, "plan": cmd_plan, "report": cmd_report, "data": cmd_data}
     try:
         return commands[args.command](args)
     except BenchError as exc:

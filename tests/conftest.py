@@ -87,3 +87,12 @@ def write_suite(tmp_path: Path):
         return path
 
     return write
+
+
+@pytest.fixture
+def shared_data() -> Path:
+    """The real data folder named by ``BENCH_SHARED_DATA`` (HAM10000, ISIC 2019 CSVs)."""
+    root = os.environ.get("BENCH_SHARED_DATA")
+    if not root or not Path(root).is_dir():
+        pytest.skip("real data not available: set BENCH_SHARED_DATA to the shared data folder")
+    return Path(root)

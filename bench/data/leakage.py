@@ -32,7 +32,7 @@ class LeakageReport:
         return not self.errors
 
 
-def usage(plan) -> tuple[list[str], list[str]]:  # noqa: ANN001
+def usage(plan) -> tuple[list[str], list[str]]:
     """(test refs, training refs) of a plan's cells and the stages they need."""
     tests, trains = [], []
     for cell in plan.cells:
@@ -43,7 +43,7 @@ def usage(plan) -> tuple[list[str], list[str]]:  # noqa: ANN001
     return list(dict.fromkeys(tests)), list(dict.fromkeys(trains))
 
 
-def check_leakage(plan, pixel_hashes: PixelHashes | None) -> LeakageReport:  # noqa: ANN001
+def check_leakage(plan, pixel_hashes: PixelHashes | None) -> LeakageReport:
     """Compare every test part with every training part of ``plan``.
 
     ``pixel_hashes(ref)`` returns the decoded-pixel hashes of a part's records (None: skip the

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+from pathlib import Path
 
 import numpy as np
 
@@ -112,3 +113,24 @@ def _hsv_to_rgb(h: float, s: float, v: float) -> tuple[float, float, float]:
     f = h * 6 - math.floor(h * 6)
     p, q, t = v * (1 - s), v * (1 - f * s), v * (1 - (1 - f) * s)
     return [(v, t, p), (q, v, p), (p, v, t), (p, q, v), (t, p, v), (v, p, q)][i]
+
+
+def write_folder(spec: SyntheticSpec, folder: Path) -> Path:
+    """Write the set as ``folder/images/<id>.jpg`` (quality 95) and ``folder/labels.csv``
+    (path,label,group — the ``csv`` format's manifest); return the CSV's path."""
+    from PIL import Image
+
+    images = folder / "images"
+    images.mkdir(parents=True, exist_ok=True)
+    names = class_names(spec.n_classes)
+    y = labels(spec)
+    rows = ["path,label,group"]
+    for start in range(0, spec.n_images, 256):
+        idx = np.arange(start, min(start + 256, spec.n_images))
+        for i, img in zip(idx, render(spec, idx), strict=True):
+            rel = f"images/syn_{spec.seed}_{i:06d}.jpg"
+            Image.fromarray(img.transpose(1, 2, 0)).save(folder / rel, quality=95)
+            rows.append(f"{rel},{names[y[i]]},{rel}")
+    path = folder / "labels.csv"
+    path.write_text("\n".join(rows) + "\n")
+    return path

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from bench.config.schema import ProtocolSpec
-from bench.data.loader import ImageSet, balanced_weights, batches, n_batches
+from bench.data.loader import ImageSet, batches, n_batches
 from bench.models.heads import Classifier, init_linear
 from bench.models.registry import frozen_modes, set_trainable
 from bench.seeds import generator
