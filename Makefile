@@ -28,5 +28,8 @@ test: setup
 lint: setup
 	$(BIN)/ruff check .
 
+bench: setup
+	@for f in benchmarks/bench_*.py; do $(BIN)/python $$f || exit 1; done
+
 clean:
 	rm -rf runs reports/demo .pytest_cache

@@ -190,7 +190,7 @@ def _check_parts(suite: Suite, datasets: dict[str, Any], cells_spec: list) -> No
     from bench.data.errors import DataError
 
     refs: list[tuple[str, str]] = []
-    for init, chain, proto in cells_spec:
+    for _init, chain, proto in cells_spec:
         p = suite.protocols[proto]
         refs += [(f"protocols.{proto}.train", p.train), (f"protocols.{proto}.test", p.test)]
         refs += [(f"stages.{st}.data", r) for st in chain for r in suite.stages[st].data]

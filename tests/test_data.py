@@ -267,3 +267,64 @@ def test_data_synth_cli(tmp_path: Path, capsys) -> None:
     assert main(["data", "synth", str(tmp_path / "d"), "--images", "12", "--size", "16"]) == 0
     assert len(list((tmp_path / "d" / "images").glob("*.jpg"))) == 12
     assert len((tmp_path / "d" / "labels.csv").read_text().splitlines()) == 13
+
+
+def _jpgs(folder: Path, names: list[str]) -> None:
+    from PIL import Image
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for i, n in enumerate(names):
+        Image.new("RGB", (12, 12), (i * 20 % 255, 10, 10)).save(folder / n)
+
+
+def test_isic2019_format_details(tmp_path: Path) -> None:
+    _jpgs(tmp_path / "img", ["ISIC_1.jpg", "ISIC_2.jpg", "ISIC_3_downsampled.jpg"])
+    gt = ("image,MEL,NV,BCC,AK,BKL,DF,VASC,SCC,UNK\r\n"  # CRLF, int and float one-hot
+          "ISIC_1,1,0,0,0,0,0,0,0,0\r\nISIC_2,0.0,1.0,0.0,0.0,0.0,0.0,0.0,0.0,0.0\r\n"
+          "ISIC_3_downsampled,0,1,0,0,0,0,0,0,0\r\n")
+    (tmp_path / "gt.csv").write_text(gt)
+    (tmp_path / "meta.csv").write_text("image,age_approx,lesion_id,sex\nISIC_1,50,IL_9,male\n"
+                                       "ISIC_2,40,,female\n")
+    spec = dict(format="isic2019", root=str(tmp_path / "img"), labels=str(tmp_path / "gt.csv"),
+                metadata=str(tmp_path / "meta.csv"), split={"fractions": {"all": 1.0}})
+    ds = build_dataset("i", DatasetSpec.model_validate(spec))
+    assert ds.records["id"].tolist() == ["ISIC_1", "ISIC_2"]
+    assert ds.records["label"].tolist() == ["MEL", "NV"]
+    assert ds.records["group"].tolist() == ["IL_9", "ISIC_2"]  # lesion_id, else the id
+    assert ds.records["sex"].tolist() == ["male", "female"]
+    keep = build_dataset("i", DatasetSpec.model_validate({**spec, "drop_downsampled": False}))
+    assert len(keep.records) == 3
+    (tmp_path / "gt.csv").write_text(gt.replace("ISIC_2,0.0,1.0", "ISIC_2,1.0,1.0"))
+    with pytest.raises(DataError, match=r"1 rows that are not one-hot: ISIC_2"):
+        build_dataset("i", DatasetSpec.model_validate(spec))
+    (tmp_path / "gt.csv").write_text("img,MEL\nISIC_1,1\n")
+    with pytest.raises(DataError, match=r"gt\.csv lacks column\(s\) \['image'\]"):
+        build_dataset("i", DatasetSpec.model_validate(spec))
+    with pytest.raises(DataError, match="file not found"):
+        build_dataset("i", DatasetSpec.model_validate({**spec, "labels": str(tmp_path / "x")}))
+
+
+def test_pad_ufes20_and_oral_formats(tmp_path: Path) -> None:
+    _jpgs(tmp_path / "pad", ["PAT_1_1.png", "PAT_1_2.png", "PAT_2_3.png"])
+    (tmp_path / "metadata.csv").write_text(
+        "patient_id,lesion_id,img_id,diagnostic\nPAT_1,1,PAT_1_1.png,BCC\n"
+        "PAT_1,1,PAT_1_2.png,BCC\nPAT_2,3,PAT_2_3.png,NEV\n")
+    pad = build_dataset("pad", DatasetSpec.model_validate(dict(
+        format="pad_ufes20", root=str(tmp_path / "pad"), labels=str(tmp_path / "metadata.csv"),
+        split={"fractions": {"all": 1.0}})))
+    assert pad.records["label"].tolist() == ["BCC", "BCC", "NEV"]
+    assert pad.records["group"].tolist() == ["1", "1", "3"]
+    for folder in ("train", "val", "test"):
+        for cls in ("Normal", "OSCC"):
+            _jpgs(tmp_path / "oral" / folder / cls, [f"{folder}_{cls}_{i}.jpg" for i in range(4)])
+    oral = build_dataset("oral", DatasetSpec.model_validate(dict(
+        format="oral_histopathology", root=str(tmp_path / "oral"),
+        split={"column": "folder", "within": "train", "fractions": {"finetune": 0.25},
+               "rest": "pretrain_pool", "order": "sorted", "merge": {"test": ["val", "test"]}})))
+    assert len(oral.part("finetune")) == 2 and len(oral.part("test")) == 16
+    assert sorted(oral.part("finetune")["id"]) == ["train/Normal/train_Normal_0.jpg",
+                                                    "train/OSCC/train_OSCC_0.jpg"]
+    with pytest.raises(DataError, match="folder not found"):
+        build_dataset("oral", DatasetSpec.model_validate(dict(
+            format="image_folder", root=str(tmp_path / "oral"), folders=["nope"],
+            split={"fractions": {"all": 1.0}})))

@@ -54,7 +54,7 @@ def to_square(img: Image.Image, size: int, method: str) -> np.ndarray:
         out = img.resize((nw, nh), Image.BILINEAR)
         left, top = (nw - size) // 2, (nh - size) // 2
         out = out.crop((left, top, left + size, top + size))
-    return np.asarray(out, dtype=np.uint8).transpose(2, 0, 1)
+    return np.array(out, dtype=np.uint8).transpose(2, 0, 1)  # a writable copy
 
 
 def pixel_hash(rgb: np.ndarray) -> str:
