@@ -55,3 +55,56 @@ def test_flip_and_rotation_probabilities() -> None:
     out = aug(ramp, generator(2))
     flipped = (out[:, 0, 8, 0] > out[:, 0, 8, -1]).float().mean()
     assert abs(float(flipped) - 0.25) < 0.03
+
+
+def _plain_view(**kw):  # noqa: ANN003, ANN202
+    from bench.ssl.augment import ViewSpec
+
+    base = dict(flip_p=0, jitter_p=0, grayscale_p=0, blur_p=0, solarize_p=0, rotate_p=0,
+                cutout_p=0)
+    base.update(kw)
+    return ViewSpec(**base)
+
+
+def test_centre_dropout_sizes_per_image() -> None:
+    from bench.ssl.augment import centre_dropout
+
+    x = torch.ones(500, 3, 64, 64)
+    v = _plain_view(cutout_p=1.0, cutout_h=(10, 20), cutout_w=(30, 40))
+    out = centre_dropout(x, v, generator(5))
+    zero = out[:, 0] == 0
+    h = zero.any(2).sum(1)
+    w = zero.any(1).sum(1)
+    assert int(h.min()) == 10 and int(h.max()) == 20 and int(w.min()) == 30 and int(w.max()) == 40
+    assert len(set(zip(h.tolist(), w.tolist(), strict=True))) > 50  # sizes differ per image
+    rows = zero.any(2).float().argmax(1)
+    assert torch.equal(rows, (64 - h) // 2)  # centred
+
+
+def test_grayscale_and_solarize_probabilities() -> None:
+    n = 4000
+    x = torch.rand(n, 3, 8, 8, generator=generator(1))
+    views = SSLViews(size=8, crop_scale=(1.0, 1.0), crop_ratio=(1.0, 1.0),
+                     view1=_plain_view(grayscale_p=0.2), view2=_plain_view(solarize_p=0.2))
+    gray = views.one(x, views.view1, generator(2))
+    is_gray = (gray[:, 0] == gray[:, 1]).all(2).all(1) & (gray[:, 1] == gray[:, 2]).all(2).all(1)
+    assert abs(float(is_gray.float().mean()) - 0.2) < 0.025
+    sol = views.one(x, views.view2, generator(3))
+    changed = ~torch.isclose(sol, views.one(x, _plain_view(), generator(3)), atol=1e-6)
+    frac = float(changed.flatten(1).any(1).float().mean())
+    assert abs(frac - 0.2) < 0.025
+
+
+def test_blur_sigma_per_image_within_range() -> None:
+    from bench.ssl.augment import gaussian_blur
+
+    n = 300
+    x = torch.zeros(n, 3, 31, 31)
+    x[:, :, 15, 15] = 1.0  # an impulse: the blurred image is the kernel itself
+    out = gaussian_blur(x, _plain_view(blur_p=1.0, blur_sigma=(0.5, 2.0), blur_kernel=31),
+                        generator(4))
+    centre = out[:, 0, 15, 15]
+    # peak of a normalised 2-D gaussian ≈ 1 / (2πσ²): recover σ per image
+    sigma = torch.sqrt(1 / (2 * math.pi * centre))
+    assert float(sigma.min()) > 0.45 and float(sigma.max()) < 2.05
+    assert float(sigma.std()) > 0.2  # one σ per image, not per batch

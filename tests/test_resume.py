@@ -41,6 +41,9 @@ def _metrics(suite: Path) -> dict[str, float]:
 def test_rerun_skips_finished_and_redoes_failed(tiny_suite: Path, capsys) -> None:
     assert main(["run", str(tiny_suite)]) == 0
     assert "2 stage(s) trained, 0 already done; 8 trial(s) run, 0 already done" in _summary(capsys)
+    # 'sup' serves two cells and the parent of 'bt': one stage run each in MLflow
+    stage_runs = _tracker(tiny_suite).runs("stage")
+    assert sorted(r.tags["bench.chain"] for r in stage_runs) == ["rnd+sup", "rnd+sup+bt"]
     first = _metrics(tiny_suite)
     # nothing left: nothing trains
     assert main(["run", str(tiny_suite)]) == 0

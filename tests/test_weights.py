@@ -83,3 +83,15 @@ def test_random_init_depends_only_on_seed() -> None:
     c = seeded_backbone("tiny_resnet_w8", 2).state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert not all(torch.equal(a[k], c[k]) for k in a)
+
+
+def test_reference_code_sequential_keys(tmp_path: Path) -> None:
+    names = {"conv1": "0", "bn1": "1", "layer1": "4", "layer2": "5", "layer3": "6", "layer4": "7"}
+    state = {}
+    for k, v in _state().items():
+        head, _, rest = k.partition(".")
+        state[f"encoder.{names[head]}.{rest}"] = v
+    assert "encoder.7.1.conv2.weight" in state
+    path = tmp_path / "seq.pth"
+    torch.save(state, path)
+    assert _same(build_init("tiny_resnet_w8", f"file:{path}", 0), _state())

@@ -229,6 +229,58 @@ class ScheduleSpec(Strict):
     )
 
 
+class AugmentSpec(Strict):
+    """The fine-tune train augmentation (the paper: crop 0.7–1, flip 0.25, rotation ±45° 0.25)."""
+
+    crop_scale: tuple[float, float] = Field((0.7, 1.0), description="Random resized crop area.")
+    crop_ratio: tuple[float, float] = Field((3 / 4, 4 / 3), description="Crop aspect ratio.")
+    flip_p: float = Field(0.25, ge=0, le=1, description="Horizontal flip probability.")
+    rotate_p: float = Field(0.25, ge=0, le=1, description="Rotation probability.")
+    rotate_deg: float = Field(45.0, ge=0, le=180, description="Max rotation angle (degrees).")
+
+    @model_validator(mode="after")
+    def _ranges(self) -> AugmentSpec:
+        lo, hi = self.crop_scale
+        if not 0 < lo <= hi <= 1:
+            raise ValueError("crop_scale must satisfy 0 < low ≤ high ≤ 1")
+        if not 0 < self.crop_ratio[0] <= self.crop_ratio[1]:
+            raise ValueError("crop_ratio must satisfy 0 < low ≤ high")
+        return self
+
+
+class ViewAugmentSpec(Strict):
+    """Probabilities and ranges of one SSL view (defaults: the paper's view 1)."""
+
+    flip_p: float = Field(0.5, ge=0, le=1, description="Horizontal flip probability.")
+    jitter_p: float = Field(0.8, ge=0, le=1, description="Colour jitter probability.")
+    brightness: float = Field(0.24, ge=0, description="Brightness factor range 1 ± b.")
+    contrast: float = Field(0.24, ge=0, description="Contrast factor range 1 ± c.")
+    saturation: float = Field(0.12, ge=0, description="Saturation factor range 1 ± s.")
+    hue: float = Field(0.06, ge=0, le=0.5, description="Hue shift range ± h (turns).")
+    grayscale_p: float = Field(0.2, ge=0, le=1, description="Grayscale probability.")
+    blur_p: float = Field(1.0, ge=0, le=1, description="Gaussian blur probability.")
+    blur_sigma: tuple[float, float] = Field((0.1, 2.0), description="Blur σ range.")
+    blur_kernel: int = Field(13, ge=3, description="Blur kernel size (odd; clipped to the image).")
+    solarize_p: float = Field(0.0, ge=0, le=1, description="Solarize probability.")
+    rotate_p: float = Field(0.5, ge=0, le=1, description="Rotation probability.")
+    rotate_deg: float = Field(45.0, ge=0, le=180, description="Max rotation angle (degrees).")
+    cutout_p: float = Field(0.0, ge=0, le=1, description="Centre dropout probability.")
+    cutout_h: tuple[int, int] = Field((50, 100), description="Centre dropout height range (px).")
+    cutout_w: tuple[int, int] = Field((185, 190), description="Centre dropout width range (px).")
+
+
+class SSLAugmentSpec(Strict):
+    """The two views of self-supervised pre-training (defaults: the paper's table)."""
+
+    crop_scale: tuple[float, float] = Field((0.7, 1.0), description="Random resized crop area.")
+    crop_ratio: tuple[float, float] = Field((3 / 4, 4 / 3), description="Crop aspect ratio.")
+    crop_per_image: bool = Field(
+        True, description="One crop per image (false: one per batch, as the reference code).")
+    view1: ViewAugmentSpec = Field(default_factory=ViewAugmentSpec, description="View 1.")
+    view2: ViewAugmentSpec = Field(
+        default_factory=lambda: ViewAugmentSpec(blur_p=0.1, solarize_p=0.2), description="View 2.")
+
+
 class StageSpec(Strict):
     """A pre-training step applied to an encoder (supervised, Barlow Twins, …)."""
 
@@ -256,6 +308,10 @@ class StageSpec(Strict):
     params: dict[str, Any] = Field(
         default_factory=dict, description="Method parameters, validated by the method."
     )
+    views: SSLAugmentSpec = Field(default_factory=SSLAugmentSpec,
+                                  description="SSL view augmentations (two-view methods).")
+    augment: AugmentSpec = Field(default_factory=lambda: AugmentSpec(),
+                                 description="Single-view augmentation (supervised).")
     seed: int = Field(0, description="Seed of the stage's randomness.")
 
     @field_validator("data", mode="before")
@@ -278,25 +334,6 @@ class StageSpec(Strict):
 # --------------------------------------------------------------------------------------------
 # evaluation protocols
 # --------------------------------------------------------------------------------------------
-class AugmentSpec(Strict):
-    """The fine-tune train augmentation (the paper: crop 0.7–1, flip 0.25, rotation ±45° 0.25)."""
-
-    crop_scale: tuple[float, float] = Field((0.7, 1.0), description="Random resized crop area.")
-    crop_ratio: tuple[float, float] = Field((3 / 4, 4 / 3), description="Crop aspect ratio.")
-    flip_p: float = Field(0.25, ge=0, le=1, description="Horizontal flip probability.")
-    rotate_p: float = Field(0.25, ge=0, le=1, description="Rotation probability.")
-    rotate_deg: float = Field(45.0, ge=0, le=180, description="Max rotation angle (degrees).")
-
-    @model_validator(mode="after")
-    def _ranges(self) -> AugmentSpec:
-        lo, hi = self.crop_scale
-        if not 0 < lo <= hi <= 1:
-            raise ValueError("crop_scale must satisfy 0 < low ≤ high ≤ 1")
-        if not 0 < self.crop_ratio[0] <= self.crop_ratio[1]:
-            raise ValueError("crop_ratio must satisfy 0 < low ≤ high")
-        return self
-
-
 class TTASpec(Strict):
     """Test-time augmentation: k passes of the train augmentation, softmax averaged, or clean."""
 

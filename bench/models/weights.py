@@ -99,6 +99,22 @@ def extract_encoder_state(obj: object) -> dict[str, torch.Tensor]:
             while k.startswith(p):
                 k = k[len(p):]
         out[k] = v
+    return _from_sequential(out)
+
+
+_SEQUENTIAL_NAMES = {"0": "conv1", "1": "bn1", "4": "layer1", "5": "layer2", "6": "layer3",
+                     "7": "layer4"}
+
+
+def _from_sequential(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Keys of a ResNet body saved as ``nn.Sequential(*children)`` (fastai's ``create_body``,
+    the paper's code: ``0.weight``, ``7.2.conv3.weight``) → torchvision names."""
+    if not state or not all(k.split(".", 1)[0].isdigit() for k in state):
+        return state
+    out = {}
+    for k, v in state.items():
+        head, _, rest = k.partition(".")
+        out[f"{_SEQUENTIAL_NAMES.get(head, head)}.{rest}"] = v
     return out
 
 

@@ -22,7 +22,7 @@ from bench.data.loader import ImageSet, batches, n_batches
 from bench.models.heads import Normalize
 from bench.models.registry import frozen_modes, set_trainable
 from bench.seeds import derive_seed, generator
-from bench.ssl.augment import SSLViews, TrainAugment
+from bench.ssl.augment import SSLViews, TrainAugment, ViewSpec
 from bench.ssl.methods.base import Method
 from bench.train.loop import autocast, prepare, run_epoch
 from bench.train.lr_finder import lr_find
@@ -36,6 +36,21 @@ def _save(path: Path, state: dict) -> None:
     tmp = path.with_suffix(".tmp")
     torch.save(state, tmp)
     os.replace(tmp, path)
+
+
+def build_views(spec: StageSpec, kind: str) -> Callable:
+    """The stage's augmentation: two SSL views, or one train view (supervised)."""
+    if kind == "ssl":
+        v = spec.views
+        return SSLViews(
+            size=spec.image_size, view1=ViewSpec(**v.view1.model_dump()),
+            view2=ViewSpec(**v.view2.model_dump()), crop_scale=tuple(v.crop_scale),
+            crop_ratio=tuple(v.crop_ratio), crop_per_image=v.crop_per_image)
+    a = spec.augment
+    one = TrainAugment(size=spec.image_size, crop_scale=tuple(a.crop_scale),
+                       crop_ratio=tuple(a.crop_ratio), flip_p=a.flip_p, rotate_p=a.rotate_p,
+                       rotate_deg=a.rotate_deg)
+    return lambda x, g: (one(x, g),)
 
 
 def run_stage(
@@ -57,12 +72,10 @@ def run_stage(
         torch.manual_seed(derive_seed(spec.seed, "method"))
         method = method_cls(backbone.feature_dim, params, n_classes)
     norm = Normalize(spec.normalize)
+    steps_per_epoch = n_batches(len(data), spec.batch_size, True)
+    method.bind(backbone, steps_per_epoch * (spec.warmup_epochs + spec.epochs))
     backbone, method, norm = (prepare(m, device) for m in (backbone, method, norm))
-    if method_cls.views == "ssl":
-        views_fn = SSLViews(size=spec.image_size)
-    else:
-        one = TrainAugment(size=spec.image_size)
-        views_fn = lambda x, g: (one(x, g),)  # noqa: E731
+    views_fn = build_views(spec, method_cls.views)
     order_gen = generator(derive_seed(spec.seed, "order"))
     aug_gen = generator(derive_seed(spec.seed, "augment"))
 
@@ -123,7 +136,7 @@ def run_stage(
                 sched.load_state_dict(state["sched"])
         assert opt is not None
         loss = run_epoch(loss_fn, opt, None if warm else sched, epoch_iter(),
-                         f" (stage epoch {epoch})")
+                         f" (stage epoch {epoch})", lambda: method.after_step(backbone))
         summary["final_loss"] = loss
         if on_epoch is not None:
             on_epoch("warmup" if warm else "train", epoch, loss)

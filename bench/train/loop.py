@@ -37,6 +37,7 @@ def run_epoch(
     scheduler: torch.optim.lr_scheduler.LRScheduler | None,
     batch_iter: Iterable[tuple[Tensor, Tensor | None]],
     where: str = "",
+    after_step: Callable[[], None] | None = None,
 ) -> float:
     """One pass over ``batch_iter``; returns the mean loss. Raises :class:`NonFiniteLoss`.
 
@@ -52,6 +53,8 @@ def run_epoch(
         optimizer.step()
         if scheduler is not None:
             scheduler.step()
+        if after_step is not None:
+            after_step()
         total = loss.detach().float() if total is None else total + loss.detach().float()
         n += 1
     if total is None:

@@ -11,6 +11,9 @@ import importlib
 METHODS: dict[str, str] = {
     "barlow_twins": "bench.ssl.methods.barlow_twins:BarlowTwins",
     "supervised": "bench.ssl.methods.supervised:Supervised",
+    "vicreg": "bench.ssl.methods.vicreg:VICReg",
+    "simclr": "bench.ssl.methods.simclr:SimCLR",
+    "byol": "bench.ssl.methods.byol:BYOL",
 }
 
 

@@ -72,3 +72,9 @@ class Method(nn.Module):
     def extra_loss(self) -> Tensor:
         """A penalty on the method's own parameters (default none)."""
         return torch.zeros(())
+
+    def bind(self, encoder: nn.Module, total_steps: int) -> None:
+        """Called once before training with the online encoder (e.g. to copy a target)."""
+
+    def after_step(self, encoder: nn.Module) -> None:
+        """Called after every optimiser step (e.g. an EMA update)."""
