@@ -184,6 +184,10 @@ class Tracker:
         for i in range(0, len(items), 1000):
             self.client.log_batch(run_id, metrics=items[i:i + 1000])
 
+    def run_metrics(self, run_id: str) -> dict[str, float]:
+        """Latest value of every metric of a run."""
+        return dict(self.client.get_run(run_id).data.metrics)
+
     def set_tags(self, run_id: str, tags: Mapping[str, str]) -> None:
         """Set tags on a run."""
         from mlflow.entities import RunTag

@@ -57,7 +57,7 @@ def test_flip_and_rotation_probabilities() -> None:
     assert abs(float(flipped) - 0.25) < 0.03
 
 
-def _plain_view(**kw):  # noqa: ANN003, ANN202
+def _plain_view(**kw):
     from bench.ssl.augment import ViewSpec
 
     base = dict(flip_p=0, jitter_p=0, grayscale_p=0, blur_p=0, solarize_p=0, rotate_p=0,

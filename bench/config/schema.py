@@ -206,9 +206,19 @@ class OptimizerSpec(Strict):
 
 
 class LRSearchSpec(Strict):
-    """How the peak learning rate of the 1cycle schedule is chosen."""
+    """How the peak learning rate of the 1cycle schedule is chosen.
 
-    method: Literal["fixed", "lr_finder"] = Field("fixed", description="`fixed` or `lr_finder`.")
+    ``fixed`` uses ``lr``; ``lr_finder`` runs fastai's LR finder; ``optuna`` runs a TPE search
+    over a log-uniform range, each candidate trained for ``budget_epochs`` on the training part
+    minus a stratified validation split (``val_fraction``) and scored by validation accuracy,
+    with median pruning — the test part is never used. ``per: cell`` searches once per cell (the
+    trials share the lr), ``per: trial`` searches in every trial (the reference code's
+    behaviour); pre-training stages always search once.
+    """
+
+    method: Literal["fixed", "lr_finder", "optuna"] = Field(
+        "fixed", description="`fixed`, `lr_finder` or `optuna`.")
+    per: Literal["cell", "trial"] = Field("cell", description="Search once per cell or trial.")
     lr: float = Field(1e-3, gt=0, description="The max lr with `fixed`.")
     start_lr: float = Field(1e-7, gt=0, description="LR finder: first lr.")
     end_lr: float = Field(10.0, gt=0, description="LR finder: last lr.")
@@ -216,6 +226,20 @@ class LRSearchSpec(Strict):
     suggestion: Literal["valley", "minimum", "steep"] = Field(
         "valley", description="LR finder: which point of the curve to use."
     )
+    low: float = Field(1e-5, gt=0, description="Optuna: lowest lr.")
+    high: float = Field(1e-1, gt=0, description="Optuna: highest lr.")
+    n_trials: int = Field(12, ge=1, description="Optuna: candidates to try.")
+    budget_epochs: int = Field(2, ge=1, description="Optuna: epochs per candidate.")
+    val_fraction: float = Field(0.2, gt=0, lt=1, description="Optuna: validation share.")
+    pruner: Literal["median", "none"] = Field("median", description="Optuna: pruning rule.")
+    storage: Literal["journal", "sqlite"] = Field("journal", description="Optuna storage.")
+    seed: int = Field(0, description="Optuna: sampler and validation-split seed.")
+
+    @model_validator(mode="after")
+    def _range(self) -> LRSearchSpec:
+        if self.low >= self.high:
+            raise ValueError("optuna needs low < high")
+        return self
 
 
 class ScheduleSpec(Strict):
@@ -360,6 +384,9 @@ class ProtocolSpec(Strict):
     image_size: int = Field(256, ge=8, description="Side of the network input (px).")
     normalize: bool = Field(True, description="Apply ImageNet mean/std to inputs.")
     train_bn: bool = Field(False, description="Linear probe: BatchNorm trains (fastai).")
+    cache_features: bool = Field(
+        False, description="Linear probe without augmentation: encoder features computed once."
+    )
     sampling: Literal["shuffle", "balanced"] = Field(
         "shuffle", description="`balanced`: oversample classes to equal expected frequency."
     )
@@ -371,6 +398,16 @@ class ProtocolSpec(Strict):
     metrics: list[Literal[METRICS]] = Field(  # type: ignore[valid-type]
         default_factory=lambda: ["accuracy", "f1_weighted"], description="Metrics to compute."
     )
+
+    @model_validator(mode="after")
+    def _cache_features(self) -> ProtocolSpec:
+        if self.cache_features:
+            if self.kind != "linear_probe" or self.train_bn:
+                raise ValueError("cache_features applies to a linear_probe without train_bn")
+            if self.tta.mode != "clean":
+                raise ValueError("cache_features trains without augmentation: set tta.mode: "
+                                 "clean")
+        return self
 
     @property
     def n_warmup(self) -> int:

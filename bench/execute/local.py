@@ -8,6 +8,7 @@ current run KILLED and stops (a stage resumes from its last epoch checkpoint nex
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import tempfile
@@ -22,6 +23,7 @@ import torch
 from bench.data.store import ImageStore
 from bench.errors import BenchError
 from bench.plan import Cell, Plan, StageNode, Trial, key_view, parse_ref
+from bench.seeds import trial_seeds
 from bench.track import FINISHED, KILLED, Tracker, flatten
 
 log = logging.getLogger("bench.run")
@@ -181,10 +183,7 @@ class LocalExecutor:
         existing[cell.key] = run_id
         return run_id
 
-    def run_trial(self, trial: Trial, parent: str, backbone: torch.nn.Module) -> dict:
-        """Run one trial as a child run; return its metrics."""
-        from bench.train.trial import run_trial
-
+    def _start_trial(self, trial: Trial, parent: str) -> str:
         cell, spec = trial.cell, trial.cell.spec
         tags = {"bench.cell": cell.name, "bench.seed": str(trial.seed),
                 "bench.device": str(self.device), "bench.cell_key": cell.key}
@@ -193,34 +192,142 @@ class LocalExecutor:
             tags.update(self._manifest_tag(ref))
         params = {"cell": cell.name, "seed": str(trial.seed), **flatten(key_view(spec),
                                                                         "protocol.")}
-        run_id = self.tracker.start("trial", trial.key, f"{cell.name} seed={trial.seed}",
-                                    params, tags, parent=parent)
-        try:
-            train = self.images.get(spec.train, spec.image_size)
-            test = self.images.get(spec.test, spec.image_size)
-            ds = self.plan.datasets[parse_ref(spec.train)[0]]
+        return self.tracker.start("trial", trial.key, f"{cell.name} seed={trial.seed}",
+                                  params, tags, parent=parent)
 
-            def on_epoch(phase: str, epoch: int, loss: float) -> None:
-                self.tracker.log_metrics(run_id, {f"{phase}_loss": loss}, step=epoch)
+    def _finish_trial(self, trial: Trial, run_id: str, result, classes: list[str]) -> None:
+        metrics = {f"test_{k}": v for k, v in result.metrics.items()
+                   if not isinstance(v, list)}
+        metrics["max_lr"] = result.max_lr
+        self.tracker.log_metrics(run_id, metrics)
+        for i, loss in enumerate(result.history):
+            self.tracker.log_metrics(run_id, {"train_loss": loss}, step=i)
+        if result.lr_curve is not None:
+            self._log_curve(run_id, result.lr_curve)
+        folder = self._tmp / trial.key
+        folder.mkdir(parents=True, exist_ok=True)
+        pred = folder / "predictions.npz"
+        np.savez_compressed(pred, probs=result.probs.astype(np.float16),
+                            labels=result.labels, classes=np.array(classes))
+        self.tracker.log_artifact(run_id, pred)
+        confusion = folder / "confusion.json"
+        confusion.write_text(json.dumps({"classes": classes,
+                                         "matrix": result.metrics.get("confusion", [])}))
+        self.tracker.log_artifact(run_id, confusion)
+        self.tracker.finish(run_id)
 
-            result = run_trial(backbone, spec, train, test, ds.classes, trial.seeds,
-                               self.device, on_epoch)
-            metrics = {f"test_{k}": v for k, v in result.metrics.items()}
-            metrics["max_lr"] = result.max_lr
-            self.tracker.log_metrics(run_id, metrics)
-            pred = self._tmp / trial.key / "predictions.npz"
-            pred.parent.mkdir(parents=True, exist_ok=True)
-            np.savez_compressed(pred, probs=result.probs.astype(np.float16),
-                                labels=result.labels, classes=np.array(ds.classes))
-            self.tracker.log_artifact(run_id, pred)
-            self.tracker.finish(run_id)
-            return result.metrics
-        except KeyboardInterrupt:
-            self.tracker.fail(run_id, "interrupted by the user", KILLED)
-            raise
-        except Exception as exc:
-            self.tracker.fail(run_id, f"{type(exc).__name__}: {exc}")
-            raise
+    def _log_curve(self, run_id: str, curve: tuple[list[float], list[float]]) -> None:
+        for i, (lr, loss) in enumerate(zip(*curve, strict=True)):
+            self.tracker.log_metrics(run_id, {"lr_finder_lr": lr, "lr_finder_loss": loss}, i)
+
+    def _search(self, cell: Cell, backbone0: torch.nn.Module, state: dict, seeds: dict[str, int],
+                study: str, run_id: str) -> float:
+        """The max lr of a cell (or of one trial) with the protocol's lr_finder or optuna."""
+        from bench.train.lr_search import optuna_search
+        from bench.train.trial import run_trial
+
+        spec = cell.spec
+        train = self.images.get(spec.train, spec.image_size)
+        classes = self.plan.datasets[parse_ref(spec.train)[0]].classes
+
+        def fresh() -> torch.nn.Module:
+            backbone0.load_state_dict(state)
+            return backbone0
+
+        if spec.lr_search.method == "lr_finder":
+            res = run_trial(fresh(), spec, train, None, classes, seeds, self.device,
+                            search_only=True)
+            if res.lr_curve is not None:
+                self._log_curve(run_id, res.lr_curve)
+            return res.max_lr
+
+        def log(number: int, lr: float, value: float | None) -> None:
+            metrics = {"optuna_lr": lr}
+            if value is not None:
+                metrics["optuna_val_accuracy"] = value
+            self.tracker.log_metrics(run_id, metrics, step=number)
+
+        self.say(f"  {cell.name}: optuna search of the max lr ({spec.lr_search.n_trials} "
+                 f"candidates, validation split of the training part)")
+        res = optuna_search(spec, fresh, train, classes, seeds, self.device,
+                            self.output / "optuna", study, log)
+        return res.lr
+
+    def _cell_lr(self, cell: Cell, parent: str, backbone0: torch.nn.Module,
+                 state: dict) -> float | None:
+        """A cell-level lr (searched once, kept on the cell run), or None."""
+        s = cell.spec.lr_search
+        if s.method == "fixed" or s.per != "cell":
+            return None
+        known = self.tracker.run_metrics(parent).get("cell_max_lr")
+        if known is not None:
+            return float(known)
+        sd = self.plan.suite.seeds
+        seeds = trial_seeds(sd.base, sd.base, [])
+        lr = self._search(cell, backbone0, state, seeds, f"cell-{cell.key[:16]}", parent)
+        self.tracker.log_metrics(parent, {"cell_max_lr": lr})
+        self.say(f"  {cell.name}: max lr {lr:.3g} (searched once for the cell)")
+        return lr
+
+    def run_cell(self, cell: Cell, todo: list[Trial], parent: str,
+                 report: Callable[[Trial, dict | None, str], None]) -> bool:
+        """Run a cell's pending trials (as one HeadBank when exactly equivalent)."""
+        from bench.train.probe_bank import bank_eligible, run_probe_bank
+        from bench.train.trial import run_trial
+
+        spec = cell.spec
+        classes = self.plan.datasets[parse_ref(spec.train)[0]].classes
+        backbone0 = self._encoder(cell.encoder_key)
+        state = {k: v.clone() for k, v in backbone0.state_dict().items()}
+        cell_lr = self._cell_lr(cell, parent, backbone0, state)
+        train = self.images.get(spec.train, spec.image_size)
+        test = self.images.get(spec.test, spec.image_size)
+        ok = True
+        if len(todo) > 1 and bank_eligible(spec, self.plan.suite.seeds.vary):
+            runs = [self._start_trial(t, parent) for t in todo]
+            try:
+                backbone0.load_state_dict(state)
+                lr = cell_lr if cell_lr is not None else spec.lr_search.lr
+                results = run_probe_bank(backbone0, spec, train, test, classes,
+                                         [t.seeds for t in todo], self.device, lr)
+                for t, run_id, res in zip(todo, runs, results, strict=True):
+                    self._finish_trial(t, run_id, res, classes)
+                    report(t, res.metrics, "")
+            except KeyboardInterrupt:
+                for run_id in runs:
+                    self.tracker.fail(run_id, "interrupted by the user", KILLED)
+                raise
+            except Exception as exc:
+                for t, run_id in zip(todo, runs, strict=True):
+                    self.tracker.fail(run_id, f"{type(exc).__name__}: {exc}")
+                    report(t, None, f"{type(exc).__name__}: {exc}")
+                return False
+            return True
+        for trial in todo:
+            run_id = self._start_trial(trial, parent)
+            try:
+                lr = cell_lr
+                if lr is None and spec.lr_search.method == "optuna":
+                    lr = self._search(cell, backbone0, state, trial.seeds,
+                                      f"trial-{trial.key[:16]}", run_id)
+                backbone0.load_state_dict(state)
+
+                def on_epoch(phase: str, epoch: int, loss: float, run_id: str = run_id) -> None:
+                    self.tracker.log_metrics(run_id, {f"{phase}_loss": loss}, step=epoch)
+
+                res = run_trial(backbone0, spec, train, test, classes, trial.seeds,
+                                self.device, on_epoch, max_lr=lr)
+                res.history = []  # already logged per epoch
+                self._finish_trial(trial, run_id, res, classes)
+                report(trial, res.metrics, "")
+            except KeyboardInterrupt:
+                self.tracker.fail(run_id, "interrupted by the user", KILLED)
+                raise
+            except Exception as exc:
+                self.tracker.fail(run_id, f"{type(exc).__name__}: {exc}")
+                report(trial, None, f"{type(exc).__name__}: {exc}")
+                ok = False
+        return ok
 
     # ------------------------------------------------------------------ all
     def run(self) -> RunSummary:
@@ -260,34 +367,36 @@ class LocalExecutor:
                 summary.failed.append(f"stage {node.label}: {type(exc).__name__}: {exc}")
                 self.say(f"  FAILED: {type(exc).__name__}: {exc}")
         cell_runs = {k: r.run_id for k, r in tracker.status_by_key("cell").items()}
+        counter = [step]
+
+        def report(trial: Trial, metrics: dict | None, error: str) -> None:
+            counter[0] += 1
+            name = f"[{counter[0]}/{total}] {trial.cell.name} seed={trial.seed}"
+            if metrics is None:
+                summary.failed.append(f"{trial.cell.name} seed={trial.seed}: {error}")
+                self.say(f"{name}: FAILED {error}")
+            else:
+                summary.trials_run += 1
+                shown = ", ".join(f"{k} {metrics[k]:.3f}" for k in trial.cell.spec.metrics[:2])
+                self.say(f"{name}: {shown}")
+
         for cell in plan.cells:
             todo = [t for t in pending if t.cell.key == cell.key]
             if not todo:
                 continue
             if cell.stage_key in failed_stages:
                 summary.failed += [f"{cell.name} seed={t.seed}: stage failed" for t in todo]
-                step += len(todo)
+                counter[0] += len(todo)
                 continue
             parent = self._cell_run(cell, cell_runs)
-            backbone0 = self._encoder(cell.encoder_key)
-            state = {k: v.clone() for k, v in backbone0.state_dict().items()}
-            all_ok = True
-            for trial in todo:
-                step += 1
-                backbone0.load_state_dict(state)
-                try:
-                    m = self.run_trial(trial, parent, backbone0)
-                    summary.trials_run += 1
-                    shown = ", ".join(f"{k} {m[k]:.3f}" for k in cell.spec.metrics[:2])
-                    self.say(f"[{step}/{total}] {cell.name} seed={trial.seed}: {shown}")
-                except KeyboardInterrupt:
-                    raise
-                except Exception as exc:
-                    all_ok = False
-                    summary.failed.append(f"{cell.name} seed={trial.seed}: "
-                                          f"{type(exc).__name__}: {exc}")
-                    self.say(f"[{step}/{total}] {cell.name} seed={trial.seed}: FAILED "
-                             f"{type(exc).__name__}: {exc}")
+            try:
+                all_ok = self.run_cell(cell, todo, parent, report)
+            except KeyboardInterrupt:
+                raise
+            except Exception as exc:  # the cell could not start (encoder, lr search)
+                for t in todo:
+                    report(t, None, f"{type(exc).__name__}: {exc}")
+                all_ok = False
             if all_ok:
                 tracker.finish(parent)
         summary.seconds = time.perf_counter() - t0

@@ -46,3 +46,31 @@ def init_linear(layer: nn.Linear, gen: torch.Generator) -> None:
         layer.weight.copy_(w)
         if layer.bias is not None:
             layer.bias.copy_(torch.rand(layer.bias.shape, generator=gen) * 2 * bound - bound)
+
+
+class HeadBank(nn.Module):
+    """S independent linear heads as one module: features (B, D) → logits (S, B, C).
+
+    Head s is initialised exactly as :func:`init_linear` initialises an ``nn.Linear`` from
+    ``gens[s]``, so training the bank with loss = Σ_s loss_s (and an element-wise optimiser
+    such as Adam) gives every head the same trajectory as a separate run.
+    """
+
+    def __init__(self, in_features: int, out_features: int, gens: list[torch.Generator]):
+        super().__init__()
+        weights, biases = [], []
+        for g in gens:
+            lin = nn.Linear(in_features, out_features)
+            init_linear(lin, g)
+            weights.append(lin.weight.detach())
+            biases.append(lin.bias.detach())
+        self.weight = nn.Parameter(torch.stack(weights))  # (S, C, D)
+        self.bias = nn.Parameter(torch.stack(biases))  # (S, C)
+
+    @property
+    def n_heads(self) -> int:
+        return int(self.weight.shape[0])
+
+    def forward(self, features: Tensor) -> Tensor:
+        """(B, D) → (S, B, C)."""
+        return torch.einsum("bd,scd->sbc", features, self.weight) + self.bias[:, None, :]

@@ -7,14 +7,22 @@ import warnings
 import numpy as np
 
 
-def compute_metrics(probs: np.ndarray, labels: np.ndarray, names: list[str]) -> dict[str, float]:
+def compute_metrics(probs: np.ndarray, labels: np.ndarray, names: list[str]) -> dict:
     """Metrics of (N, C) probabilities against (N,) int labels.
 
     ``f1_weighted`` is sklearn's ``f1_score(average="weighted", zero_division=0)`` (support-weighted
     mean of per-class F1, the paper's weighted F1); ``auroc_macro`` is one-vs-rest macro ROC-AUC
-    over the classes present in ``labels`` (NaN if fewer than two).
+    over the classes present in ``labels`` (NaN if fewer than two); ``precision_<c>``,
+    ``recall_<c>``, ``f1_<c>`` per class; ``confusion``: the (C, C) matrix (rows = true class) as
+    nested lists.
     """
-    from sklearn.metrics import balanced_accuracy_score, f1_score, roc_auc_score
+    from sklearn.metrics import (
+        balanced_accuracy_score,
+        confusion_matrix,
+        f1_score,
+        precision_recall_fscore_support,
+        roc_auc_score,
+    )
 
     pred = probs.argmax(1)
     n_classes = probs.shape[1]
@@ -33,8 +41,11 @@ def compute_metrics(probs: np.ndarray, labels: np.ndarray, names: list[str]) -> 
         out["auroc_macro"] = float(np.mean(aucs))
     else:
         out["auroc_macro"] = float("nan")
-    per_class = f1_score(labels, pred, average=None, zero_division=0,
-                         labels=list(range(n_classes)))
-    for name, f in zip(names, per_class, strict=True):
-        out[f"f1_{name}"] = float(f)
+    prec, rec, f1, _ = precision_recall_fscore_support(
+        labels, pred, labels=list(range(n_classes)), average=None, zero_division=0)
+    for i, name in enumerate(names):
+        out[f"precision_{name}"] = float(prec[i])
+        out[f"recall_{name}"] = float(rec[i])
+        out[f"f1_{name}"] = float(f1[i])
+    out["confusion"] = confusion_matrix(labels, pred, labels=list(range(n_classes))).tolist()
     return out

@@ -29,6 +29,8 @@ from bench.train.metrics import compute_metrics
 from bench.train.optim import make_optimizer, make_scheduler, param_groups
 
 EpochHook = Callable[[str, int, float], None]
+Predictor = Callable[[ImageSet], np.ndarray]
+AfterEpoch = Callable[[int, Predictor], None]
 
 
 @dataclass
@@ -69,11 +71,25 @@ def run_trial(
     seeds: dict[str, int],
     device: torch.device,
     on_epoch: EpochHook | None = None,
+    max_lr: float | None = None,
+    after_epoch: AfterEpoch | None = None,
+    search_only: bool = False,
 ) -> TrialResult:
     """Train a head (and, for fine-tune, the encoder) from ``backbone``; return test results.
 
-    ``train``/``test`` hold uint8 images already at ``protocol.image_size``.
+    ``train``/``test`` hold uint8 images already at ``protocol.image_size``. ``max_lr`` (e.g. a
+    cell-level search result) replaces the protocol's search; ``after_epoch(epoch, predict)``
+    runs after every 1cycle epoch with a function that predicts any image set (clean pass);
+    ``search_only`` stops once the max lr is known (no test data is read).
     """
+    if protocol.cache_features and not search_only and after_epoch is None:
+        from bench.train.probe_bank import run_probe_bank
+
+        lr = max_lr if max_lr is not None else protocol.lr_search.lr
+        if protocol.lr_search.method == "lr_finder" and max_lr is None:
+            raise ValueError("cache_features with lr_finder needs a cell-level lr (per: cell)")
+        return run_probe_bank(backbone, protocol, train, test, class_names, [seeds], device,
+                              lr, on_epoch)[0]
     n_classes = len(class_names)
     head = nn.Linear(backbone.feature_dim, n_classes)
     init_linear(head, generator(seeds["head"]))
@@ -120,12 +136,23 @@ def run_trial(
     set_modes()
     opt = make_optimizer(param_groups([model], protocol.optimizer.weight_decay),
                          protocol.optimizer, protocol.lr_search.lr)
-    max_lr, curve = _search_lr(protocol, [model], opt, loss_fn, epoch_iter)
+    if max_lr is None:
+        max_lr, curve = _search_lr(protocol, [model], opt, loss_fn, epoch_iter)
+    else:
+        curve = None
+    if search_only:
+        return TrialResult(metrics={}, probs=np.zeros((0, n_classes), np.float32),
+                           labels=np.zeros(0, np.int64), max_lr=max_lr, history=history,
+                           lr_curve=curve)
     steps = n_batches(len(train), bs, drop_last=True)
     sched = make_scheduler(opt, protocol.schedule, max_lr, protocol.epochs * steps)
+    clean = protocol.model_copy(update={"tta": protocol.tta.model_copy(update={"mode": "clean"})})
     for epoch in range(protocol.epochs):
         set_modes()
         hook("train", epoch, run_epoch(loss_fn, opt, sched, epoch_iter()))
+        if after_epoch is not None:
+            after_epoch(epoch, lambda data: predict(model, data, clean, aug, generator(0), device))
+            set_modes()
     if before is not None and state_digest(backbone) != before:
         raise AssertionError("linear probe changed the frozen encoder")
     probs = predict(model, test, protocol, aug, generator(seeds["tta"]), device)
@@ -140,6 +167,8 @@ def _search_lr(protocol, modules, opt, loss_fn, epoch_iter):
     s = protocol.lr_search
     if s.method == "fixed":
         return s.lr, None
+    if s.method == "optuna":
+        raise ValueError("an optuna search runs before the trial; pass its max_lr")
     res = lr_find(modules, opt, loss_fn, epoch_iter, s.start_lr, s.end_lr, s.num_it, s.suggestion)
     return res.suggestion, (res.lrs, res.losses)
 

@@ -1,0 +1,149 @@
+"""Linear probes of many seeds at once: a :class:`HeadBank` on one shared encoder forward.
+
+When only the head's initialisation differs between a cell's trials (``seeds.vary: [head]``),
+the encoder sees the same batches with the same augmentations in every trial, so its features
+can be computed once per batch for all S heads. The loss is the sum of the per-head losses, so
+each head gets exactly its own gradient; with Adam (element-wise) and one shared schedule every
+head follows the trajectory of its separate run. With ``cache_features`` (no augmentation) the
+features of the whole set are computed once.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from bench.config.schema import ProtocolSpec
+from bench.data.loader import ImageSet, balanced_weights, batches, n_batches
+from bench.models.heads import HeadBank, Normalize
+from bench.models.registry import frozen_modes, set_trainable
+from bench.seeds import generator
+from bench.train.loop import autocast, prepare, run_epoch, state_digest
+from bench.train.metrics import compute_metrics
+from bench.train.optim import make_optimizer, make_scheduler, param_groups
+from bench.train.trial import EpochHook, TrialResult, augment_for
+
+
+def bank_eligible(protocol: ProtocolSpec, vary: list[str]) -> bool:
+    """Whether a cell's trials can share one encoder forward (exactly equal to separate runs)."""
+    lr_ok = protocol.lr_search.method == "fixed" or protocol.lr_search.per == "cell"
+    return (protocol.kind == "linear_probe" and not protocol.train_bn and lr_ok
+            and set(vary) <= {"head"})
+
+
+@torch.no_grad()
+def _features(encoder, data: ImageSet, device: torch.device, bs: int) -> Tensor:
+    out = [encoder(x).float() for x, _ in batches(data, bs, device, None, drop_last=False)]
+    return torch.cat(out)
+
+
+def run_probe_bank(
+    backbone: torch.nn.Module,
+    protocol: ProtocolSpec,
+    train: ImageSet,
+    test: ImageSet,
+    class_names: list[str],
+    seeds_list: list[dict[str, int]],
+    device: torch.device,
+    max_lr: float,
+    on_epoch: EpochHook | None = None,
+) -> list[TrialResult]:
+    """Train S heads (one per entry of ``seeds_list``) on a frozen encoder; test each.
+
+    The order, augment and TTA seeds of the first entry are used for all (they must agree).
+    """
+    first = seeds_list[0]
+    for s in seeds_list[1:]:
+        if any(s[k] != first[k] for k in ("order", "augment", "tta")):
+            raise ValueError("a HeadBank needs the same order/augment/tta seeds in every trial")
+    norm = Normalize(protocol.normalize).to(device)
+    backbone = prepare(backbone, device)
+    set_trainable(backbone, None, False)
+    frozen = frozen_modes(backbone, None, False)
+    frozen()
+    before = state_digest(backbone)
+    bank = HeadBank(backbone.feature_dim, len(class_names),
+                    [generator(s["head"]) for s in seeds_list]).to(device)
+    aug = augment_for(protocol)
+    order_gen, aug_gen = generator(first["order"]), generator(first["augment"])
+    bs = protocol.batch_size
+
+    def encode(x: Tensor) -> Tensor:
+        with torch.no_grad(), autocast(device):
+            return backbone(norm(x)).float()
+
+    if protocol.cache_features:
+        feats = _features(lambda x: encode(x), train, device, max(bs, 256))
+        feat_set = ImageSet(feats, train.labels.to(device), train.items)
+    weights = balanced_weights(train) if protocol.sampling == "balanced" else None
+
+    def epoch_iter():
+        if protocol.cache_features:
+            return _feature_batches(feat_set, bs, order_gen, weights)
+        return ((encode(aug(x, aug_gen)), y) for x, y in
+                batches(train, bs, device, order_gen, drop_last=True, weights=weights))
+
+    def loss_fn(f: Tensor, y: Tensor | None) -> Tensor:
+        logits = bank(f)  # (S, B, C)
+        s, b, c = logits.shape
+        per_head = F.cross_entropy(logits.reshape(s * b, c), y.repeat(s), reduction="none")
+        return per_head.view(s, b).mean(1).sum()
+
+    history: list[float] = []
+    if protocol.n_warmup:
+        warm = make_optimizer(param_groups([bank], protocol.optimizer.weight_decay),
+                              protocol.optimizer, protocol.warmup_lr)
+        for epoch in range(protocol.n_warmup):
+            loss = run_epoch(loss_fn, warm, None, epoch_iter(), " (warm-up)") / bank.n_heads
+            history.append(loss)
+            if on_epoch:
+                on_epoch("warmup", epoch, loss)
+    opt = make_optimizer(param_groups([bank], protocol.optimizer.weight_decay),
+                         protocol.optimizer, max_lr)
+    steps = n_batches(len(train), bs, drop_last=True)
+    sched = make_scheduler(opt, protocol.schedule, max_lr, protocol.epochs * steps)
+    for epoch in range(protocol.epochs):
+        loss = run_epoch(loss_fn, opt, sched, epoch_iter()) / bank.n_heads
+        history.append(loss)
+        if on_epoch:
+            on_epoch("train", epoch, loss)
+    if state_digest(backbone) != before:
+        raise AssertionError("linear probe changed the frozen encoder")
+    probs = _predict(encode, bank, test, protocol, aug, generator(first["tta"]), device)
+    labels = test.labels.numpy()
+    return [TrialResult(metrics=compute_metrics(p, labels, class_names), probs=p, labels=labels,
+                        max_lr=max_lr, history=list(history)) for p in probs]
+
+
+def _feature_batches(data: ImageSet, bs: int, gen: torch.Generator, weights: Tensor | None):
+    n = len(data)
+    if weights is not None:
+        order = torch.multinomial(weights, n, replacement=True, generator=gen)
+    else:
+        order = torch.randperm(n, generator=gen)
+    if data.items is not None:
+        order = data.items[order]
+    stop = n - (n % bs) if n >= bs else n
+    for start in range(0, stop, bs):
+        idx = order[start:start + bs].to(data.images.device)
+        yield data.images[idx], data.labels[idx]
+
+
+@torch.no_grad()
+def _predict(encode, bank: HeadBank, data: ImageSet, protocol: ProtocolSpec, aug,
+             tta_gen: torch.Generator, device: torch.device) -> list[np.ndarray]:
+    """(S,) list of (N, C) probabilities, TTA as in :func:`bench.train.trial.predict`."""
+    bank.eval()
+    passes = protocol.tta.passes if protocol.tta.mode == "augment" else 1
+    out = []
+    for x, _ in batches(data, max(protocol.batch_size, 256), device, None, drop_last=False):
+        acc = None
+        for _ in range(passes):
+            xi = aug(x, tta_gen) if protocol.tta.mode == "augment" else x
+            p = torch.softmax(bank(encode(xi)), dim=2)
+            acc = p if acc is None else acc + p
+        out.append((acc / passes).cpu())
+    probs = torch.cat(out, dim=1).numpy().astype(np.float32)
+    return list(probs)
