@@ -134,3 +134,21 @@ def test_killed_run_resumes_with_only_the_remaining_work(tiny_suite: Path, sig, 
                                                     str(other / "out")))
     assert main(["run", str(clean)]) == 0
     assert _metrics(clean) == _metrics(tiny_suite)
+
+
+def test_headbank_cells_log_one_run_per_trial_with_predictions(tiny_suite: Path, capsys) -> None:
+    import numpy as np
+    from sklearn.metrics import f1_score
+
+    assert main(["run", str(tiny_suite), "--set", "seeds.vary=[head]",
+                 "--set", "seeds.count=3"]) == 0
+    assert "12 trial(s) run" in _summary(capsys)
+    tracker = _tracker(tiny_suite)
+    lp = [r for r in tracker.runs("trial") if r.tags["bench.cell"].endswith("/lp")]
+    assert len(lp) == 6 and all(r.status == FINISHED for r in lp)
+    for r in lp[:2]:  # the saved predictions give the logged weighted F1
+        path = tracker.artifact_path(r.run_id, "predictions.npz", tiny_suite.parent / "dl" / r.run_id)
+        saved = np.load(path)
+        assert saved["probs"].dtype == np.float16
+        f1 = f1_score(saved["labels"], saved["pred"], average="weighted", zero_division=0)
+        assert abs(f1 - r.metrics["test_f1_weighted"]) < 1e-9

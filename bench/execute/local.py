@@ -208,7 +208,8 @@ class LocalExecutor:
         folder.mkdir(parents=True, exist_ok=True)
         pred = folder / "predictions.npz"
         np.savez_compressed(pred, probs=result.probs.astype(np.float16),
-                            labels=result.labels, classes=np.array(classes))
+                            pred=result.probs.argmax(1), labels=result.labels,
+                            classes=np.array(classes))
         self.tracker.log_artifact(run_id, pred)
         confusion = folder / "confusion.json"
         confusion.write_text(json.dumps({"classes": classes,

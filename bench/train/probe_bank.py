@@ -113,8 +113,10 @@ def run_probe_bank(
         raise AssertionError("linear probe changed the frozen encoder")
     probs = _predict(encode, bank, test, protocol, aug, generator(first["tta"]), device)
     labels = test.labels.numpy()
+    heads = torch.cat([bank.weight, bank.bias[:, :, None]], 2).detach().cpu().numpy()
     return [TrialResult(metrics=compute_metrics(p, labels, class_names), probs=p, labels=labels,
-                        max_lr=max_lr, history=list(history)) for p in probs]
+                        max_lr=max_lr, history=list(history), head=h)
+            for p, h in zip(probs, heads, strict=True)]
 
 
 def _feature_batches(data: ImageSet, bs: int, gen: torch.Generator, weights: Tensor | None):

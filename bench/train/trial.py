@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from bench.config.schema import ProtocolSpec
-from bench.data.loader import ImageSet, batches, n_batches
+from bench.data.loader import ImageSet, balanced_weights, batches, n_batches
 from bench.models.heads import Classifier, init_linear
 from bench.models.registry import frozen_modes, set_trainable
 from bench.seeds import generator
@@ -52,6 +52,8 @@ class TrialResult:
     max_lr: float
     history: list[float] = field(default_factory=list)
     lr_curve: tuple[list[float], list[float]] | None = None
+    head: np.ndarray | None = None
+    """(C, D + 1) final head weight with the bias as last column."""
 
 
 def augment_for(p: ProtocolSpec) -> TrainAugment:
@@ -105,8 +107,10 @@ def run_trial(
             logits = model(aug(x, aug_gen))
         return F.cross_entropy(logits.float(), y)
 
+    weights = balanced_weights(train) if protocol.sampling == "balanced" else None
+
     def epoch_iter():
-        return batches(train, bs, device, order_gen, drop_last=True)
+        return batches(train, bs, device, order_gen, drop_last=True, weights=weights)
 
     def hook(phase: str, epoch: int, loss: float) -> None:
         history.append(loss)
@@ -157,9 +161,10 @@ def run_trial(
         raise AssertionError("linear probe changed the frozen encoder")
     probs = predict(model, test, protocol, aug, generator(seeds["tta"]), device)
     labels = test.labels.numpy()
+    head_wb = torch.cat([head.weight, head.bias[:, None]], 1).detach().cpu().numpy()
     return TrialResult(
         metrics=compute_metrics(probs, labels, class_names), probs=probs, labels=labels,
-        max_lr=max_lr, history=history, lr_curve=curve,
+        max_lr=max_lr, history=history, lr_curve=curve, head=head_wb,
     )
 
 
