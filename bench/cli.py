@@ -63,11 +63,13 @@ def build_parser() -> argparse.ArgumentParser:
     p_rep = sub.add_parser("report", help="render the results of a suite")
     _common(p_rep)
     p_rep.add_argument("--format", dest="formats", action="append",
-                       choices=["markdown", "csv"], help="output format (repeatable; "
-                       "default markdown)")
+                       choices=["markdown", "html", "latex", "csv"],
+                       help="output format (repeatable; default markdown)")
     p_rep.add_argument("--out", type=Path, default=None,
                        help="folder for the report (default reports/<suite name>)")
     p_rep.add_argument("--metric", dest="metrics", action="append", default=None,
+                       choices=["accuracy", "f1_weighted", "f1_macro", "balanced_accuracy",
+                                "auroc_macro"],
                        help="metric to report (repeatable; default: the suite's)")
     p_rep.add_argument("--alpha", type=float, default=None, help="significance level")
     return parser
@@ -132,7 +134,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     """``bench report``."""
     from bench.plan import build_plan
-    from bench.report.render import render, write_csv
+    from bench.report.render import FILENAMES, render, write_csv
     from bench.report.tables import build_report
     from bench.results import load_results
     from bench.track import Tracker
@@ -153,11 +155,17 @@ def cmd_report(args: argparse.Namespace) -> int:
         print(f"warning: {w}", file=sys.stderr)
     for fmt in args.formats or ["markdown"]:
         if fmt == "csv":
-            path = write_csv(results, out)
+            paths = write_csv(data, results, out)
         else:
-            path = out / "report.md"
+            if fmt == "html" and not data.figures:
+                from bench.report.figures import all_figures
+
+                data.figures = all_figures(data, results)
+            path = out / FILENAMES[fmt]
             path.write_text(render(data, fmt), encoding="utf-8")
-        print(f"wrote {path}")
+            paths = [path]
+        for path in paths:
+            print(f"wrote {path}")
     return EXIT_OK
 
 

@@ -75,12 +75,12 @@ def check_references(suite: Suite) -> list[Problem]:
     if not cells:
         out.append(Problem(("grid",), "the grid expands to no cell"))
     for i, c in enumerate(suite.contrasts):
-        for side in ("a", "b"):
-            name = getattr(c, side)
-            if name not in cells:
+        names = [("a", c.a), ("b", c.b), ("vs", c.vs)]
+        for side, name in names:
+            if name is not None and name not in cells:
                 out.append(Problem(("contrasts", i, side),
                                    f"unknown cell {name!r}{did_you_mean(name, cells)}"))
-        if c.a == c.b:
+        if c.a is not None and c.a == c.b:
             out.append(Problem(("contrasts", i), "a contrast compares a cell with itself"))
         if c.metric is not None and c.metric not in METRICS:
             out.append(Problem(("contrasts", i, "metric"),

@@ -452,17 +452,37 @@ class SeedsSpec(Strict):
 
 
 class ContrastSpec(Strict):
-    """A declared comparison of two cells (A − B)."""
+    """A declared comparison A − B, or a generator of them.
 
-    a: str = Field(description="Cell name of A.")
-    b: str = Field(description="Cell name of B.")
+    Explicit: ``a`` and ``b`` (cell names). Generators: ``all_pairs: true`` (every pair of
+    cells) or ``vs: <cell>`` (every other cell against it); ``within: protocol`` keeps pairs of
+    the same protocol (with ``vs``, each protocol's cells are compared with the baseline
+    encoder evaluated by that protocol).
+    """
+
+    a: str | None = Field(None, description="Cell name of A.")
+    b: str | None = Field(None, description="Cell name of B.")
+    all_pairs: bool = Field(False, description="Generate every pair of cells.")
+    vs: str | None = Field(None, description="Generate every cell against this one.")
+    within: Literal["protocol"] | None = Field(None, description="Pairs of one protocol only.")
     metric: str | None = Field(None, description="One metric (default: the report's metrics).")
     alternative: Literal["two-sided", "greater", "less"] = Field(
         "two-sided", description="`greater` tests A > B."
     )
-    family: str = Field("default", description="Multiplicity family.")
+    family: str = Field("default", description="Multiplicity family (Holm within it).")
     margin: float = Field(0.01, gt=0, description="Equivalence margin (metric units).")
+    paired: bool = Field(False, description="Also a paired t-test and Wilcoxon (matched seeds).")
     label: str = Field("", description="Display name; cosmetic.", json_schema_extra=COSMETIC)
+
+    @model_validator(mode="after")
+    def _one_form(self) -> ContrastSpec:
+        forms = [self.a is not None or self.b is not None, self.all_pairs, self.vs is not None]
+        if sum(forms) != 1:
+            raise ValueError("a contrast is either explicit (a and b), all_pairs: true, or "
+                             "vs: <cell>")
+        if forms[0] and (self.a is None or self.b is None):
+            raise ValueError("an explicit contrast needs both 'a' and 'b'")
+        return self
 
 
 class ReportSpec(Strict):

@@ -1,0 +1,125 @@
+"""SVG figures of a report: per-cell strip + box plots, a forest plot, Hasse diagrams."""
+
+from __future__ import annotations
+
+import io
+import math
+from xml.sax.saxutils import escape
+
+import pandas as pd
+
+from bench.report.tables import PartialOrder, ReportData
+
+
+def _svg(fig) -> str:
+    import matplotlib.pyplot as plt
+
+    buf = io.StringIO()
+    fig.savefig(buf, format="svg", bbox_inches="tight")
+    plt.close(fig)
+    text = buf.getvalue()
+    return text[text.index("<svg"):]
+
+
+def strip_plot(data: ReportData, results: pd.DataFrame, metric: str) -> str:
+    """One row per cell: every seed's value (points) over a box plot."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    cells = [c.cell for c in data.cells]
+    fin = results[results["status"] == "FINISHED"] if len(results) else results
+    groups = [fin.loc[fin["cell"] == c, metric].dropna().to_numpy() if metric in fin else
+              np.array([]) for c in cells]
+    fig, ax = plt.subplots(figsize=(7, 0.35 * len(cells) + 1))
+    pos = np.arange(len(cells))[::-1]
+    ax.boxplot([g if len(g) else [np.nan] for g in groups], positions=pos, vert=False,
+               widths=0.6, showfliers=False)
+    rng = np.random.default_rng(0)
+    for p, g in zip(pos, groups, strict=True):
+        ax.scatter(g, p + rng.uniform(-0.15, 0.15, len(g)), s=6, alpha=0.6, color="#1f77b4")
+    ax.set_yticks(pos, cells, fontsize=7)
+    ax.set_xlabel(metric)
+    ax.grid(axis="x", alpha=0.3)
+    return _svg(fig)
+
+
+def forest_plot(data: ReportData, metric: str) -> str:
+    """Δ = A − B with its Welch CI for every contrast on ``metric``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [r for r in data.contrasts if r.metric == metric]
+    fig, ax = plt.subplots(figsize=(7, 0.35 * max(len(rows), 1) + 1))
+    for i, r in enumerate(rows[::-1]):
+        lo = r.test.ci_low if math.isfinite(r.test.ci_low) else r.test.delta
+        hi = r.test.ci_high if math.isfinite(r.test.ci_high) else r.test.delta
+        colour = {"A ≻ B": "#2ca02c", "B ≻ A": "#d62728", "A ≈ B": "#1f77b4"}.get(r.verdict,
+                                                                                 "#7f7f7f")
+        ax.plot([lo, hi], [i, i], color=colour)
+        ax.plot([r.test.delta], [i], "o", color=colour, ms=4)
+        ax.axvspan(-r.margin, r.margin, color="#1f77b4", alpha=0.03)
+    ax.axvline(0, color="black", lw=0.8)
+    ax.set_yticks(range(len(rows)), [r.label for r in rows[::-1]], fontsize=7)
+    ax.set_xlabel(f"Δ {metric} (A − B), 95 % CI")
+    ax.grid(axis="x", alpha=0.3)
+    return _svg(fig)
+
+
+def hasse_svg(order: PartialOrder) -> str:
+    """The Hasse diagram of a partial order: better cells above, an arrow per covering
+    relation, dashed lines for equivalence."""
+    edges = order.hasse()
+    level = {n: 0 for n in order.nodes}
+    for _ in range(len(order.nodes)):  # longest path from the top: rank by domination
+        for a, b in edges:
+            level[b] = max(level[b], level[a] + 1)
+    rows: dict[int, list[str]] = {}
+    for n in order.nodes:
+        rows.setdefault(level[n], []).append(n)
+    box_w, box_h, gap_x, gap_y = 210, 26, 20, 60
+    width = max(len(r) for r in rows.values()) * (box_w + gap_x) + gap_x
+    height = len(rows) * (box_h + gap_y) + gap_y
+    pos = {}
+    for lv, names in rows.items():
+        total = len(names) * (box_w + gap_x) - gap_x
+        x0 = (width - total) / 2
+        for i, n in enumerate(names):
+            pos[n] = (x0 + i * (box_w + gap_x), gap_y / 2 + lv * (box_h + gap_y))
+    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width:.0f}" height="{height:.0f}" '
+           f'viewBox="0 0 {width:.0f} {height:.0f}" font-family="sans-serif" font-size="11">',
+           '<defs><marker id="arrow" markerWidth="8" markerHeight="8" refX="7" refY="4" '
+           'orient="auto"><path d="M0,0 L8,4 L0,8 z" fill="#333"/></marker></defs>']
+    for a, b in edges:
+        (xa, ya), (xb, yb) = pos[a], pos[b]
+        out.append(f'<line x1="{xa + box_w / 2:.0f}" y1="{ya + box_h:.0f}" '
+                   f'x2="{xb + box_w / 2:.0f}" y2="{yb:.0f}" stroke="#333" '
+                   'marker-end="url(#arrow)"/>')
+    for a, b in order.equivalent:
+        (xa, ya), (xb, yb) = pos[a], pos[b]
+        out.append(f'<line x1="{xa + box_w / 2:.0f}" y1="{ya + box_h / 2:.0f}" '
+                   f'x2="{xb + box_w / 2:.0f}" y2="{yb + box_h / 2:.0f}" stroke="#1f77b4" '
+                   'stroke-dasharray="4 3"/>')
+    for n, (x, y) in pos.items():
+        out.append(f'<rect x="{x:.0f}" y="{y:.0f}" width="{box_w}" height="{box_h}" rx="4" '
+                   'fill="#f4f6fa" stroke="#555"/>')
+        out.append(f'<text x="{x + box_w / 2:.0f}" y="{y + box_h / 2 + 4:.0f}" '
+                   f'text-anchor="middle">{escape(n)}</text>')
+    out.append("</svg>")
+    return "\n".join(out)
+
+
+def all_figures(data: ReportData, results: pd.DataFrame) -> dict[str, str]:
+    """Every figure of the HTML report, by name."""
+    figs = {}
+    for m in data.metrics:
+        figs[f"strip_{m}"] = strip_plot(data, results, m)
+        if any(r.metric == m for r in data.contrasts):
+            figs[f"forest_{m}"] = forest_plot(data, m)
+    for o in data.orders:
+        figs[f"hasse_{o.metric}_{o.protocol}"] = hasse_svg(o)
+    return figs
