@@ -40,9 +40,9 @@ def expand_contrasts(contrasts: Sequence[ContrastSpec], cells: Sequence[str]
                     if spec.within is None or split_cell(a)[1] == split_cell(b)[1]:
                         add(spec, a, b)
         elif spec.vs is not None:
-            base_enc, base_proto = split_cell(spec.vs)
+            base_enc = split_cell(spec.vs)[0]
             for c in cells:
-                enc, proto = split_cell(c)
+                proto = split_cell(c)[1]
                 if spec.within == "protocol":
                     base = f"{base_enc}/{proto}"
                     if base in cells and c != base:

@@ -123,10 +123,20 @@ def test_every_statistic_matches_an_independent_computation(paper) -> None:
         # P(A > B) by counting pairs
         ps = (np.sum(a[:, None] > b[None, :]) + 0.5 * np.sum(a[:, None] == b[None, :])) / (na * nb)
         assert r.prob_a_better == pytest.approx(ps, abs=1e-10)
-        # TOST as two one-sided Welch tests against the margins
+        # TOST: statsmodels, and two one-sided scipy Welch tests against the margins
+        from statsmodels.stats.weightstats import ttost_ind
+
+        ref_tost = ttost_ind(a, b, -r.margin, r.margin, usevar="unequal")[0]
+        assert r.tost_p == pytest.approx(ref_tost, abs=1e-10)
         lo = stats.ttest_ind(a, b - r.margin, equal_var=False, alternative="greater").pvalue
         hi = stats.ttest_ind(a, b + r.margin, equal_var=False, alternative="less").pvalue
         assert r.tost_p == pytest.approx(max(lo, hi), abs=1e-10)
+        assert r.prob_a_better == pytest.approx(
+            stats.mannwhitneyu(a, b).statistic / (na * nb), abs=1e-10)
+        ci = ref.confidence_interval()
+        assert (r.test.ci_low, r.test.ci_high) == (pytest.approx(ci.low, abs=1e-10),
+                                                   pytest.approx(ci.high, abs=1e-10))
+        assert r.test.df == pytest.approx(ref.df, abs=1e-9)
     # Holm within each family, BH across the report, by hand
     for fam in {r.family for r in data.contrasts}:
         rows = [r for r in data.contrasts if r.family == fam]

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import io
-import math
 from xml.sax.saxutils import escape
 
 import pandas as pd
 
 from bench.report.tables import PartialOrder, ReportData
+
+FOREST_MAX_ROWS = 80
+"""A forest plot shows at most this many contrasts (the table has them all)."""
 
 
 def _svg(fig) -> str:
@@ -35,11 +37,13 @@ def strip_plot(data: ReportData, results: pd.DataFrame, metric: str) -> str:
               np.array([]) for c in cells]
     fig, ax = plt.subplots(figsize=(7, 0.35 * len(cells) + 1))
     pos = np.arange(len(cells))[::-1]
+    plt.rcParams["svg.fonttype"] = "none"  # text stays text: small, searchable SVG
     ax.boxplot([g if len(g) else [np.nan] for g in groups], positions=pos, vert=False,
                widths=0.6, showfliers=False)
     rng = np.random.default_rng(0)
     for p, g in zip(pos, groups, strict=True):
-        ax.scatter(g, p + rng.uniform(-0.15, 0.15, len(g)), s=6, alpha=0.6, color="#1f77b4")
+        ax.scatter(g, p + rng.uniform(-0.15, 0.15, len(g)), s=6, alpha=0.6, color="#1f77b4",
+                   rasterized=len(g) > 50)
     ax.set_yticks(pos, cells, fontsize=7)
     ax.set_xlabel(metric)
     ax.grid(axis="x", alpha=0.3)
@@ -52,19 +56,27 @@ def forest_plot(data: ReportData, metric: str) -> str:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import numpy as np
 
-    rows = [r for r in data.contrasts if r.metric == metric]
+    plt.rcParams["svg.fonttype"] = "none"
+    rows = [r for r in data.contrasts if r.metric == metric][:FOREST_MAX_ROWS][::-1]
     fig, ax = plt.subplots(figsize=(7, 0.35 * max(len(rows), 1) + 1))
-    for i, r in enumerate(rows[::-1]):
-        lo = r.test.ci_low if math.isfinite(r.test.ci_low) else r.test.delta
-        hi = r.test.ci_high if math.isfinite(r.test.ci_high) else r.test.delta
-        colour = {"A ≻ B": "#2ca02c", "B ≻ A": "#d62728", "A ≈ B": "#1f77b4"}.get(r.verdict,
-                                                                                 "#7f7f7f")
-        ax.plot([lo, hi], [i, i], color=colour)
-        ax.plot([r.test.delta], [i], "o", color=colour, ms=4)
-        ax.axvspan(-r.margin, r.margin, color="#1f77b4", alpha=0.03)
+    colours = [{"A ≻ B": "#2ca02c", "B ≻ A": "#d62728", "A ≈ B": "#1f77b4"}.get(r.verdict,
+                                                                               "#7f7f7f")
+               for r in rows]
+    delta = np.array([r.test.delta for r in rows], dtype=float)
+    lo = np.array([r.test.ci_low for r in rows], dtype=float)
+    hi = np.array([r.test.ci_high for r in rows], dtype=float)
+    lo = np.where(np.isfinite(lo), lo, delta)
+    hi = np.where(np.isfinite(hi), hi, delta)
+    y = np.arange(len(rows))
+    ax.hlines(y, lo, hi, colors=colours)
+    ax.scatter(delta, y, c=colours, s=12, zorder=3)
+    if rows:
+        margin = max(r.margin for r in rows)
+        ax.axvspan(-margin, margin, color="#1f77b4", alpha=0.06)
     ax.axvline(0, color="black", lw=0.8)
-    ax.set_yticks(range(len(rows)), [r.label for r in rows[::-1]], fontsize=7)
+    ax.set_yticks(y, [r.label for r in rows], fontsize=7)
     ax.set_xlabel(f"Δ {metric} (A − B), 95 % CI")
     ax.grid(axis="x", alpha=0.3)
     return _svg(fig)

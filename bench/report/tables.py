@@ -169,8 +169,8 @@ def build_report(plan: Plan, results: pd.DataFrame, metrics: list[str] | None = 
     cells: list[CellRow] = []
     warnings: list[str] = []
     planned = suite.seeds.count
-    failed_counts = (results[results["status"] != FINISHED].groupby("cell").size().to_dict()
-                     if len(results) else {})
+    failed_counts = (results[results["status"].isin(["FAILED", "KILLED"])]
+                     .groupby("cell").size().to_dict() if len(results) else {})
     for cell in plan.cells:
         rows = by_cell.get(cell.name)
         summ = {}
