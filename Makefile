@@ -20,7 +20,7 @@ $(STAMP): pyproject.toml
 
 demo: setup
 	$(BIN)/bench run suites/demo.yaml
-	$(BIN)/bench report suites/demo.yaml --format markdown --out reports/demo
+	$(BIN)/bench report suites/demo.yaml --format markdown --format html --out reports/demo
 
 test: setup
 	$(BIN)/python -m pytest -q -p no:cacheprovider; rc=$$?; if [ $$rc -eq 5 ]; then echo "no tests collected"; exit 0; fi; exit $$rc

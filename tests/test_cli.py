@@ -46,7 +46,7 @@ def test_report_on_partial_results_warns(tiny_suite: Path, capsys) -> None:
     err = capsys.readouterr().err
     assert "warning: rnd+sup/ft: 0 of 2 trials finished" in err
     md = (rep / "report.md").read_text()
-    assert "Partial results" in md and "| rnd+sup | ft | 0 | 0 |" in md
+    assert "Partial results" in md and "| rnd+sup | 0 | 0 |" in md
 
 
 def test_bad_weights_is_a_clean_error(tiny_suite: Path, capsys) -> None:

@@ -42,9 +42,14 @@ def test_demo_runs_end_to_end(tmp_path: Path, capsys) -> None:
     assert "  3/3   tiny+SSL+I_SSLp/linear_probe" in plan_text
     rep = tmp_path / "report"
     assert main(["report", suite, *sets, *out, "--out", str(rep), "--format", "markdown",
-                 "--format", "csv"]) == 0
+                 "--format", "html", "--format", "latex", "--format", "csv"]) == 0
     md = (rep / "report.md").read_text()
-    assert "| tiny+SSL+I_SSLp | fine_tune | 3 | 0 |" in md
-    assert md.count("| tiny+SSL/fine_tune | tiny+SL/fine_tune | accuracy | greater |") == 1
+    assert "## Results: fine_tune" in md and "| tiny+SSL+I_SSLp | 3 | 0 |" in md
+    assert md.count("| tiny+SSL/fine_tune | tiny+SL/fine_tune | accuracy | init | greater |") == 1
+    assert "## Partial orders" in md and "## Methods" in md
+    html = (rep / "report.html").read_text()
+    assert html.count("<svg") >= 4
+    assert (rep / "report.tex").read_text().startswith("% bench report")
     csv = (rep / "trials.csv").read_text().splitlines()
     assert len(csv) == 1 + 24 and "accuracy" in csv[0]
+    assert (rep / "contrasts.csv").exists() and (rep / "cells.csv").exists()

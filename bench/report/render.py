@@ -16,7 +16,7 @@ FORMATS = (*TEMPLATES, "csv")
 _LATEX = {"&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{", "}": r"\}",
           "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "\\": r"\textbackslash{}",
           "≻": r"$\succ$", "≈": r"$\approx$", "±": r"$\pm$", "Δ": r"$\Delta$", "–": "--",
-          "α": r"$\alpha$", "≥": r"$\geq$", "≤": r"$\leq$", "−": "-", "…": r"\ldots{}",
+          "α": r"$\alpha$", "∞": r"$\infty$", "≥": r"$\geq$", "≤": r"$\leq$", "−": "-", "…": r"\ldots{}",
           "·": r"$\cdot$"}
 
 
@@ -35,9 +35,11 @@ def latex_escape(text: object) -> str:
 
 
 def num(x: float | None, digits: int = 3) -> str:
-    """Fixed-point number, '–' for missing."""
-    if x is None or (isinstance(x, float) and not math.isfinite(x)):
+    """Fixed-point number, '–' for missing, ±∞ for an open bound."""
+    if x is None or (isinstance(x, float) and math.isnan(x)):
         return "–"
+    if isinstance(x, float) and math.isinf(x):
+        return "∞" if x > 0 else "−∞"
     return f"{x:.{digits}f}"
 
 
