@@ -22,6 +22,9 @@ def _common(p: argparse.ArgumentParser) -> None:
                    help="output folder (default: the suite's `output`, else runs/<name>)")
     p.add_argument("--tracking-uri", default=None,
                    help="MLflow tracking URI (default: sqlite:///<output>/mlflow.db)")
+    p.add_argument("--profile", choices=["smoke"], default=None,
+                   help="smoke: 2 seeds, 1 epoch, 32 px, short searches, output <output>-smoke "
+                        "(check a suite end to end in minutes)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -78,7 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _load(args: argparse.Namespace):
     from bench.config.loader import load_suite
 
-    loaded = load_suite(args.suite, args.overrides)
+    loaded = load_suite(args.suite, args.overrides, profile=args.profile)
     output = args.output or loaded.output
     from bench.track import default_tracking_uri
 
@@ -101,7 +104,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     try:
         summary = executor.run()
     except KeyboardInterrupt:
-        print("\ninterrupted: finished work is kept; run the same command to resume",
+        summary = None
+    if summary is None or summary.interrupted:
+        print("interrupted: finished work is kept; run the same command to resume",
               file=sys.stderr)
         return EXIT_INTERRUPTED
     print(f"{summary.stages_run} stage(s) trained, {summary.stages_skipped} already done; "
@@ -119,7 +124,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
     from bench.plan_view import describe_plan
 
     loaded, output, uri = _load(args)
-    plan = build_plan(loaded)
+    plan = build_plan(loaded, lenient=True)
     status = None
     db = Path(uri.removeprefix("sqlite:///")) if uri.startswith("sqlite:///") else None
     if db is None or db.exists():
@@ -186,7 +191,12 @@ def cmd_data(args: argparse.Namespace) -> int:
     from bench.plan import build_plan
 
     loaded, output, _ = _load(args)
-    plan = build_plan(loaded)
+    plan = build_plan(loaded, lenient=True)
+    if plan.missing:
+        print(f"{len(plan.missing)} input(s) missing:")
+        for m in plan.missing:
+            print(f"  - {m}")
+        return EXIT_FAILED
     store = None if args.no_pixels else ImageStore(plan.datasets, cache_dir(output),
                                                    say=lambda m: print(m, flush=True))
     text, report = check_data(plan, store)

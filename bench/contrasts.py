@@ -29,7 +29,7 @@ def expand_contrasts(contrasts: Sequence[ContrastSpec], cells: Sequence[str]
         if a != b and key not in seen:
             seen.add(key)
             out.append(spec.model_copy(update={"a": a, "b": b, "all_pairs": False, "vs": None,
-                                               "within": None}))
+                                               "within": None, "descendants": False}))
 
     for spec in contrasts:
         if spec.a is not None and spec.b is not None:
@@ -42,7 +42,9 @@ def expand_contrasts(contrasts: Sequence[ContrastSpec], cells: Sequence[str]
         elif spec.vs is not None:
             base_enc = split_cell(spec.vs)[0]
             for c in cells:
-                proto = split_cell(c)[1]
+                enc, proto = split_cell(c)
+                if spec.descendants and not enc.startswith(base_enc + "+"):
+                    continue
                 if spec.within == "protocol":
                     base = f"{base_enc}/{proto}"
                     if base in cells and c != base:

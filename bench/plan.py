@@ -24,6 +24,7 @@ from pydantic import BaseModel
 
 from bench.config.loader import LoadedSuite
 from bench.config.schema import COSMETIC, DATA_REF_RE, ProtocolSpec, StageSpec, Suite
+from bench.errors import BenchError
 from bench.seeds import trial_seeds
 
 
@@ -161,6 +162,8 @@ class Plan:
     stages: list[StageNode]
     cells: list[Cell]
     trials: list[Trial] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)
+    """Inputs that could not be read (only with ``lenient``): keys are then provisional."""
 
     @property
     def suite(self) -> Suite:
@@ -183,6 +186,16 @@ class Plan:
         for t in self.trials:
             deps[t.key] = [t.cell.stage_key] if t.cell.stage_key else []
         return deps
+
+
+def _placeholder(name: str, spec: Any) -> Any:
+    """An empty dataset standing in for one that cannot be read (lenient plans)."""
+    import pandas as pd
+
+    from bench.data.dataset import MANIFEST_COLUMNS, Dataset
+
+    records = pd.DataFrame(columns=[*MANIFEST_COLUMNS, "path", "source", "index"])
+    return Dataset(name=name, spec=spec, records=records, classes=[])
 
 
 def _check_parts(suite: Suite, datasets: dict[str, Any], cells_spec: list) -> None:
@@ -214,11 +227,14 @@ def data_hash(datasets: dict[str, Any], refs: list[str], repeat: list[int] | Non
     return content_key("data", parts)
 
 
-def build_plan(loaded: LoadedSuite, base_dir: Path | None = None, check_files: bool = True
-               ) -> Plan:
+def build_plan(loaded: LoadedSuite, base_dir: Path | None = None, check_files: bool = True,
+               lenient: bool = False) -> Plan:
     """Expand a validated suite into its plan (reads dataset records; decodes no pixels).
 
     Relative paths (weights, data) are relative to ``base_dir`` (default: the working directory).
+    With ``lenient``, a dataset or weights file that cannot be read is listed in
+    ``plan.missing`` (with where to get it) instead of raising; the plan's shape is still
+    right, but its keys are provisional.
     """
     from bench.data.dataset import build_dataset
     from bench.models.weights import init_fingerprint
@@ -231,14 +247,39 @@ def build_plan(loaded: LoadedSuite, base_dir: Path | None = None, check_files: b
         p = suite.protocols[proto]
         used |= {parse_ref(r)[0] for r in (p.train, p.test)}
         used |= {parse_ref(r)[0] for st in chain for r in suite.stages[st].data}
-    datasets = {name: build_dataset(name, suite.datasets[name], check_files)
-                for name in suite.datasets if name in used}
-    _check_parts(suite, datasets, cells_spec)
+    missing: list[str] = []
+    datasets = {}
+    for name in suite.datasets:
+        if name not in used:
+            continue
+        try:
+            datasets[name] = build_dataset(name, suite.datasets[name], check_files)
+        except BenchError as exc:
+            if not lenient:
+                raise
+            from bench.sources import DATASET_SOURCES
+
+            spec = suite.datasets[name]
+            missing.append(f"{str(exc).splitlines()[0]}\n    get it: "
+                           f"{DATASET_SOURCES.get(spec.format, '')}")
+            datasets[name] = _placeholder(name, spec)
+    if not missing:
+        _check_parts(suite, datasets, cells_spec)
 
     inits: dict[str, InitNode] = {}
     for name in dict.fromkeys(init for init, _, _ in cells_spec):
         spec = suite.inits[name]
-        fp = init_fingerprint(spec.arch, spec.weights, spec.seed, base)
+        try:
+            fp = init_fingerprint(spec.arch, spec.weights, spec.seed, base)
+        except BenchError as exc:
+            if not lenient:
+                raise
+            from bench.sources import weights_hint
+
+            hint = (weights_hint(spec.weights.removeprefix("file:"))
+                    if spec.weights.startswith("file:") else "")
+            missing.append(f"init {name!r}: {exc}" + (f"\n    get it: {hint}" if hint else ""))
+            fp = f"missing:{spec.weights}"
         inits[name] = InitNode(name=name, key=content_key("init", spec.arch, fp), fingerprint=fp)
 
     stages: dict[str, StageNode] = {}
@@ -274,7 +315,7 @@ def build_plan(loaded: LoadedSuite, base_dir: Path | None = None, check_files: b
         ))
 
     plan = Plan(loaded=loaded, datasets=datasets, inits=inits, stages=list(stages.values()),
-                cells=cells)
+                cells=cells, missing=missing)
     sd = suite.seeds
     vary = sorted(sd.vary)
     for cell in cells:

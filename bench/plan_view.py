@@ -72,6 +72,11 @@ def describe_plan(plan: Plan, status: Mapping[str, RunRecord] | None, trials: bo
     lines.append(f"finished: {done_total}/{len(plan.trials)} trials, "
                  f"{len(plan.stages) - len(pending_stages)}/{len(plan.stages)} stages")
     pend_stage_cost = sum(_stage_cost(plan, s) for s in pending_stages)
+    if plan.missing:
+        lines.append("")
+        lines.append(f"missing inputs ({len(plan.missing)}): keys shown are provisional until "
+                     "these are in place")
+        lines += [f"  - {m}" for m in plan.missing]
     lines.append(f"remaining cost ≈ {(pend_stage_cost + trial_cost) / 1e6:.2f} M image passes "
                  f"({pend_stage_cost / 1e6:.2f} M pre-training, {trial_cost / 1e6:.2f} M "
                  f"evaluation)")

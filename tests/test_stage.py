@@ -95,11 +95,11 @@ def test_killed_stage_resumes_to_identical_weights(tmp_path: Path) -> None:
         if epoch == 2:
             raise _Stop
 
-    # the hook runs before the epoch's checkpoint: dying at epoch 2 leaves epoch 1 saved
+    # the hook runs after the epoch's checkpoint: dying in it at epoch 2 leaves epoch 2 saved
     with pytest.raises(_Stop):
         run_stage(seeded_backbone("tiny_resnet_w8", 0), spec, method, _data(), None, CPU,
                   ckpt, die_after_2)
-    assert torch.load(ckpt, weights_only=True)["epoch"] == 1
+    assert torch.load(ckpt, weights_only=True)["epoch"] == 2
     resumed, _ = run_stage(seeded_backbone("tiny_resnet_w8", 0), spec, method, _data(), None,
                            CPU, ckpt)
     for k, v in full.state_dict().items():

@@ -235,8 +235,10 @@ def load_suite(
     path: str | Path,
     overrides: Sequence[str] = (),
     env: Mapping[str, str] | None = None,
+    profile: str | None = None,
 ) -> LoadedSuite:
-    """Read, interpolate, override and validate a suite; raise :class:`SuiteError` on problems."""
+    """Read, interpolate, apply a profile (e.g. ``smoke``) and ``--set`` overrides, and validate
+    a suite; raise :class:`SuiteError` on problems."""
     path = Path(path)
     env = os.environ if env is None else env
     try:
@@ -256,6 +258,13 @@ def load_suite(
 
     problems: list[Problem] = []
     data = _interpolate(_to_plain(tree), env, (), problems)
+    if profile is not None:
+        from bench.config.profiles import apply_profile
+
+        try:
+            apply_profile(data, profile)
+        except ValueError as exc:
+            raise SuiteError([Located((), str(exc), f"--profile {profile}")]) from exc
     overridden: dict[Loc, str] = {}
     for text_ in overrides:
         loc, value = parse_override(text_)

@@ -465,6 +465,8 @@ class ContrastSpec(Strict):
     all_pairs: bool = Field(False, description="Generate every pair of cells.")
     vs: str | None = Field(None, description="Generate every cell against this one.")
     within: Literal["protocol"] | None = Field(None, description="Pairs of one protocol only.")
+    descendants: bool = Field(
+        False, description="With `vs`: only cells whose encoder further pre-trains the baseline's.")
     metric: str | None = Field(None, description="One metric (default: the report's metrics).")
     alternative: Literal["two-sided", "greater", "less"] = Field(
         "two-sided", description="`greater` tests A > B."

@@ -39,10 +39,15 @@ class RunSummary:
     trials_skipped: int = 0
     failed: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    interrupted: bool = False
 
     @property
     def ok(self) -> bool:
         return not self.failed
+
+
+class StopRequested(Exception):
+    """Ctrl-C asked the run to stop at the next safe point (after a checkpoint or a trial)."""
 
 
 class LeakageError(BenchError):
@@ -80,6 +85,7 @@ class LocalExecutor:
         self.images = ImageStore(plan.datasets, cache_dir(output), pin=self.device.type == "cuda",
                                  say=self.say)
         self._tmp = Path(tempfile.mkdtemp(prefix="bench-"))
+        self.stop_requested = False
         self._manifest_tags: dict[str, str] = {}
         reason = plan.suite.allow_leakage
         self._common_tags = {"bench.allow_leakage": reason} if reason else {}
@@ -145,6 +151,8 @@ class LocalExecutor:
                 self.tracker.log_metrics(run_id, {f"{phase}_loss": loss}, step=epoch)
                 self.say(f"  stage {node.label}: epoch {epoch + 1}/"
                          f"{spec.warmup_epochs + spec.epochs} ({phase}) loss {loss:.4f}")
+                if self.stop_requested:
+                    raise StopRequested
 
             backbone, summary = run_stage(backbone, spec, method_cls, data,
                                           len(classes) if method_cls.needs_labels else None,
@@ -161,8 +169,9 @@ class LocalExecutor:
             self.tracker.log_metrics(run_id, summary)
             self.tracker.finish(run_id)
             ckpt.unlink(missing_ok=True)
-        except KeyboardInterrupt:
-            self.tracker.fail(run_id, "interrupted by the user", KILLED)
+        except (KeyboardInterrupt, StopRequested):
+            self.tracker.fail(run_id, "interrupted by the user (resumes from its last epoch "
+                                      "checkpoint)", KILLED)
             raise
         except BaseException as exc:
             self.tracker.fail(run_id, f"{type(exc).__name__}: {exc}")
@@ -294,7 +303,7 @@ class LocalExecutor:
                 for t, run_id, res in zip(todo, runs, results, strict=True):
                     self._finish_trial(t, run_id, res, classes)
                     report(t, res.metrics, "")
-            except KeyboardInterrupt:
+            except (KeyboardInterrupt, StopRequested):
                 for run_id in runs:
                     self.tracker.fail(run_id, "interrupted by the user", KILLED)
                 raise
@@ -305,6 +314,8 @@ class LocalExecutor:
                 return False
             return True
         for trial in todo:
+            if self.stop_requested:
+                raise StopRequested
             run_id = self._start_trial(trial, parent)
             try:
                 lr = cell_lr
@@ -315,13 +326,15 @@ class LocalExecutor:
 
                 def on_epoch(phase: str, epoch: int, loss: float, run_id: str = run_id) -> None:
                     self.tracker.log_metrics(run_id, {f"{phase}_loss": loss}, step=epoch)
+                    if self.stop_requested:
+                        raise StopRequested
 
                 res = run_trial(backbone0, spec, train, test, classes, trial.seeds,
                                 self.device, on_epoch, max_lr=lr)
                 res.history = []  # already logged per epoch
                 self._finish_trial(trial, run_id, res, classes)
                 report(trial, res.metrics, "")
-            except KeyboardInterrupt:
+            except (KeyboardInterrupt, StopRequested):
                 self.tracker.fail(run_id, "interrupted by the user", KILLED)
                 raise
             except Exception as exc:
@@ -332,8 +345,36 @@ class LocalExecutor:
 
     # ------------------------------------------------------------------ all
     def run(self) -> RunSummary:
-        """Run everything unfinished; return what happened."""
+        """Run everything unfinished; return what happened.
+
+        The first Ctrl-C (SIGINT) asks for a stop at the next safe point — after the current
+        stage epoch's checkpoint, or at the current trial's next epoch (that trial is recorded
+        KILLED and redone next time); a second Ctrl-C stops at once.
+        """
+        import signal
+        import threading
+
+        previous = None
+
+        def on_sigint(signum: int, frame: object) -> None:
+            if self.stop_requested:
+                raise KeyboardInterrupt
+            self.stop_requested = True
+            self.say("stopping after the current step (Ctrl-C again to stop at once) …")
+
+        if threading.current_thread() is threading.main_thread():
+            previous = signal.signal(signal.SIGINT, on_sigint)
         t0 = time.perf_counter()
+        try:
+            return self._run(t0)
+        except StopRequested:
+            summary = RunSummary(interrupted=True, seconds=time.perf_counter() - t0)
+            return summary
+        finally:
+            if previous is not None:
+                signal.signal(signal.SIGINT, previous)
+
+    def _run(self, t0: float) -> RunSummary:
         summary = RunSummary()
         plan, tracker = self.plan, self.tracker
         stale = tracker.close_stale(tracker.runs())
@@ -358,10 +399,12 @@ class LocalExecutor:
                 summary.failed.append(f"stage {node.label}: its parent stage failed")
                 continue
             self.say(f"[{step}/{total}] stage {node.label} ({node.spec.method})")
+            if self.stop_requested:
+                raise StopRequested
             try:
                 self.run_stage(node)
                 summary.stages_run += 1
-            except KeyboardInterrupt:
+            except (KeyboardInterrupt, StopRequested):
                 raise
             except Exception as exc:
                 failed_stages.add(node.key)
@@ -392,7 +435,7 @@ class LocalExecutor:
             parent = self._cell_run(cell, cell_runs)
             try:
                 all_ok = self.run_cell(cell, todo, parent, report)
-            except KeyboardInterrupt:
+            except (KeyboardInterrupt, StopRequested):
                 raise
             except Exception as exc:  # the cell could not start (encoder, lr search)
                 for t in todo:

@@ -138,8 +138,6 @@ def run_stage(
         loss = run_epoch(loss_fn, opt, None if warm else sched, epoch_iter(),
                          f" (stage epoch {epoch})", lambda: method.after_step(backbone))
         summary["final_loss"] = loss
-        if on_epoch is not None:
-            on_epoch("warmup" if warm else "train", epoch, loss)
         if checkpoint is not None:
             _save(checkpoint, {
                 "epoch": epoch, "phase": "warmup" if warm else "main", "max_lr": max_lr,
@@ -147,5 +145,7 @@ def run_stage(
                 "opt": opt.state_dict(), "sched": sched.state_dict() if sched else {},
                 "order_gen": order_gen.get_state(), "aug_gen": aug_gen.get_state(),
             })
+        if on_epoch is not None:  # after the checkpoint: a hook may stop the stage here
+            on_epoch("warmup" if warm else "train", epoch, loss)
     summary["max_lr"] = max_lr
     return backbone.cpu(), summary

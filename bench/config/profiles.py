@@ -1,0 +1,60 @@
+"""Profiles: named sets of overrides applied to any suite before validation.
+
+``smoke`` shrinks a suite so that it runs end to end in minutes — 2 seeds, 1 epoch (+ at most
+1 warm-up epoch) per stage and protocol, 32 px images, batches of 8, 64-d projectors, short LR
+searches, one TTA pass — to check data, weights and configuration before spending GPU hours.
+Its results go to ``<output>-smoke`` unless ``--output`` says otherwise.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+PROJECTOR_METHODS = {"barlow_twins": ("projector",), "vicreg": ("projector",),
+                     "simclr": ("projector",), "byol": ("projector", "predictor")}
+PROFILES = ("smoke",)
+
+
+def _short_search(block: dict[str, Any]) -> None:
+    search = block.get("lr_search")
+    if isinstance(search, dict):
+        search["num_it"] = 10
+        search["n_trials"] = 2
+        search["budget_epochs"] = 1
+
+
+def _shrink(block: dict[str, Any]) -> None:
+    block["epochs"] = 1
+    if "warmup_epochs" in block and block["warmup_epochs"] is not None:
+        block["warmup_epochs"] = min(int(block["warmup_epochs"]), 1)
+    block["image_size"] = 32
+    block["batch_size"] = 8
+    _short_search(block)
+
+
+def apply_profile(data: dict[str, Any], name: str) -> dict[str, Any]:
+    """Apply profile ``name`` to a raw suite mapping (in place) and return it."""
+    if name not in PROFILES:
+        raise ValueError(f"unknown profile {name!r}; known: {', '.join(PROFILES)}")
+    seeds = data.setdefault("seeds", {})
+    if isinstance(seeds, dict):
+        seeds["count"] = 2
+    for stage in (data.get("stages") or {}).values():
+        if not isinstance(stage, dict):
+            continue
+        _shrink(stage)
+        keys = PROJECTOR_METHODS.get(str(stage.get("method")), ())
+        params = stage.setdefault("params", {}) if keys else None
+        for key in keys:
+            spec = params.get(key) if isinstance(params.get(key), dict) else {}
+            depth = len(spec.get("dims", [0, 0, 0] if key == "projector" else [0, 0]))
+            params[key] = {**spec, "dims": [64] * depth}
+    for proto in (data.get("protocols") or {}).values():
+        if not isinstance(proto, dict):
+            continue
+        _shrink(proto)
+        tta = proto.get("tta")
+        if isinstance(tta, dict) and tta.get("mode", "augment") == "augment":
+            tta["passes"] = 1
+    data["output"] = f"{data.get('output') or 'runs/' + str(data.get('name'))}-smoke"
+    return data
