@@ -67,6 +67,9 @@ def render(data: ReportData, fmt: str) -> str:
                       trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True,
                       autoescape=select_autoescape(["html.j2"]))
     env.filters.update(num=num, p=pval, tex=latex_escape, stars=stars)
+    if fmt == "latex":  # numbers may carry ∞ or − signs: escape them too
+        env.filters.update(num=lambda x, d=3: latex_escape(num(x, d)),
+                           p=lambda x: latex_escape(pval(x)))
     return env.get_template(TEMPLATES[fmt]).render(r=data)
 
 
