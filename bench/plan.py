@@ -217,6 +217,19 @@ def _check_parts(suite: Suite, datasets: dict[str, Any], cells_spec: list) -> No
         raise DataError("\n".join(problems))
 
 
+def method_digest(method: str) -> str:
+    """sha256 of a user method's source file ('' for bench's own methods): editing the file
+    changes the keys of the stages that use it."""
+    import inspect
+
+    from bench.ssl.methods import METHODS, resolve_method
+
+    if method in METHODS:
+        return ""
+    source = inspect.getsourcefile(resolve_method(method))
+    return hashlib.sha256(Path(source).read_bytes()).hexdigest() if source else ""
+
+
 def data_hash(datasets: dict[str, Any], refs: list[str], repeat: list[int] | None) -> str:
     """Hash of a union of dataset parts with repeat factors."""
     reps = repeat or [1] * len(refs)
@@ -290,6 +303,7 @@ def build_plan(loaded: LoadedSuite, base_dir: Path | None = None, check_files: b
             spec = suite.stages[stage_name]
             dh = data_hash(datasets, spec.data, spec.repeat)
             view = {k: v for k, v in key_view(spec).items() if k not in ("data", "repeat")}
+            view["method_source"] = method_digest(spec.method)
             key = content_key("stage", parent, view, dh)
             if key not in stages:
                 stages[key] = StageNode(

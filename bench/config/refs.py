@@ -9,7 +9,7 @@ from bench.config.schema import METRICS, DatasetSpec, Suite
 def dataset_parts(spec: DatasetSpec) -> set[str]:
     """Names of the parts a dataset's split defines."""
     s = spec.split
-    parts = set(s.fractions or {}) | set(s.counts or {})
+    parts = set(s.fractions or {}) | set(s.counts or {}) | set(s.merge)
     if s.rest:
         parts.add(s.rest)
     return parts
@@ -21,7 +21,7 @@ def _check_ref(suite: Suite, ref: str, loc: tuple, out: list[Problem]) -> None:
         out.append(Problem(loc, f"unknown dataset {ds!r}{did_you_mean(ds, suite.datasets)}"))
         return
     split = suite.datasets[ds].split
-    if split.column is not None and not split.merge.get(part):
+    if split.column is not None:
         return  # parts come from the data itself; the plan checks them once it is read
     parts = dataset_parts(suite.datasets[ds])
     if part and part not in parts:

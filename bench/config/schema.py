@@ -150,6 +150,9 @@ class DatasetSpec(Strict):
     classes: list[str] | None = Field(
         None, description="The expected classes; other labels are an error."
     )
+    keep_classes: list[str] | None = Field(
+        None, description="Keep only images of these classes (e.g. one class for pre-training)."
+    )
     allow_outside_root: bool = Field(
         False, description="csv: manifest paths may be absolute or leave the root."
     )

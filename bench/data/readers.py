@@ -193,6 +193,12 @@ def read_records(name: str, spec: DatasetSpec, check_files: bool = True) -> pd.D
             df["bytes"] = 0
     if spec.class_map:
         df["label"] = df["label"].map(lambda x: spec.class_map.get(x, x))
+    if spec.keep_classes is not None:
+        absent = sorted(set(spec.keep_classes) - set(df["label"]))
+        if absent:
+            raise DataError(offenders("classes in keep_classes without any image", absent,
+                                      where))
+        df = df[df["label"].isin(spec.keep_classes)]
     _validate(df, spec, where)
     df["source"] = name
     df = df.reset_index(drop=True)

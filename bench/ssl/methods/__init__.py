@@ -1,7 +1,8 @@
 """Pre-training methods, one file each, found through a plain registry (name → 'module:Class').
 
-A suite names a registered method (``barlow_twins``) or any importable class
-(``mypackage.my_method:MyMethod``) that subclasses :class:`bench.ssl.methods.base.Method`.
+A suite names a registered method (``barlow_twins``), an importable class
+(``mypackage.my_method:MyMethod``), or a class in a Python file (``methods/my_method.py:MyMethod``,
+relative to the working directory) that subclasses :class:`bench.ssl.methods.base.Method`.
 """
 
 from __future__ import annotations
@@ -28,12 +29,33 @@ def resolve_method(name: str) -> type:
     target = METHODS.get(name, name)
     if ":" not in target:
         raise MethodNotFound(f"unknown method {name!r}")
-    module_name, _, cls_name = target.partition(":")
+    module_name, _, cls_name = target.rpartition(":")
     try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
+        module = (_load_file(module_name) if module_name.endswith(".py")
+                  else importlib.import_module(module_name))
+    except (ImportError, FileNotFoundError) as exc:
         raise MethodNotFound(f"cannot import {module_name!r} for method {name!r}: {exc}") from exc
     cls = getattr(module, cls_name, None)
     if not (isinstance(cls, type) and issubclass(cls, Method)):
         raise MethodNotFound(f"{target!r} is not a subclass of bench.ssl.methods.base.Method")
     return cls
+
+
+def _load_file(path: str):
+    """Import a method file by path (once; later calls reuse the module)."""
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    file = Path(path).resolve()
+    if not file.is_file():
+        raise FileNotFoundError(f"no such file: {path}")
+    name = f"bench_user_method_{abs(hash(str(file)))}"
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, file)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
