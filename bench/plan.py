@@ -303,7 +303,9 @@ def build_plan(loaded: LoadedSuite, base_dir: Path | None = None, check_files: b
             spec = suite.stages[stage_name]
             dh = data_hash(datasets, spec.data, spec.repeat)
             view = {k: v for k, v in key_view(spec).items() if k not in ("data", "repeat")}
-            view["method_source"] = method_digest(spec.method)
+            source = method_digest(spec.method)
+            if source:  # user methods only: bench's own keep their keys
+                view["method_source"] = source
             key = content_key("stage", parent, view, dh)
             if key not in stages:
                 stages[key] = StageNode(

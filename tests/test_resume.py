@@ -152,3 +152,20 @@ def test_headbank_cells_log_one_run_per_trial_with_predictions(tiny_suite: Path,
         assert saved["probs"].dtype == np.float16
         f1 = f1_score(saved["labels"], saved["pred"], average="weighted", zero_division=0)
         assert abs(f1 - r.metrics["test_f1_weighted"]) < 1e-9
+
+
+def test_nan_trial_fails_with_its_reason_and_the_report_counts_it(tiny_suite: Path,
+                                                                  capsys) -> None:
+    sets = ["--set", "grid.protocols=[ft, lp]", "--set", "contrasts=[]",
+            "--set", "grid.chains=[[]]", "--set", "protocols.ft.lr_search.lr=1e30"]
+    assert main(["run", str(tiny_suite), *sets]) == 1  # some trials failed, the others ran
+    captured = capsys.readouterr()
+    assert "2 trial(s) run" in captured.out and "2 failed" in captured.out
+    assert "NonFiniteLoss" in captured.err
+    failed = [r for r in _tracker(tiny_suite).runs("trial") if r.status == "FAILED"]
+    assert len(failed) == 2 and all("NonFiniteLoss" in r.tags["bench.failure"] for r in failed)
+    rep = tiny_suite.parent / "rep"
+    assert main(["report", str(tiny_suite), *sets, "--out", str(rep)]) == 0
+    md = (rep / "report.md").read_text()
+    assert "| rnd | 0 | 2 |" in md  # n = 0 finished, 2 failed
+    assert "rnd/ft: 0 of 2 trials finished (2 failed or interrupted)" in md
