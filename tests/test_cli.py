@@ -50,5 +50,11 @@ def test_report_on_partial_results_warns(tiny_suite: Path, capsys) -> None:
 
 
 def test_bad_weights_is_a_clean_error(tiny_suite: Path, capsys) -> None:
-    assert main(["plan", str(tiny_suite), "--set", "inits.rnd.weights=file:missing.pt"]) == 2
-    assert "error: weights file not found" in capsys.readouterr().err
+    bad = ["--set", "inits.rnd.weights=file:missing.pt"]
+    assert main(["run", str(tiny_suite), *bad]) == 2
+    assert "error: weights file not found: missing.pt" in capsys.readouterr().err
+    # a plan still shows the suite's shape, and lists what is missing
+    assert main(["plan", str(tiny_suite), *bad]) == 0
+    out = capsys.readouterr().out
+    assert "missing inputs (1)" in out and "init 'rnd': weights file not found" in out
+    assert "4 cell(s), 8 trial(s)" in out

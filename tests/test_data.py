@@ -259,8 +259,8 @@ def test_data_check_cli_and_leakage(synth_dir: Path, tmp_path: Path, capsys) -> 
     assert "warning: allowed (pilot run on purpose)" in capsys.readouterr().out
     # a missing file is a clean error naming it
     (synth_dir / "images" / "syn_1_000000.jpg").unlink()
-    assert main(["data", "check", str(clean)]) == 2
-    assert "1 image files missing" in capsys.readouterr().err
+    assert main(["data", "check", str(clean)]) == 1
+    assert "1 image files missing" in capsys.readouterr().out
 
 
 def test_data_synth_cli(tmp_path: Path, capsys) -> None:
