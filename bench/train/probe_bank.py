@@ -23,7 +23,7 @@ from bench.seeds import generator
 from bench.train.loop import autocast, prepare, run_epoch, state_digest
 from bench.train.metrics import compute_metrics
 from bench.train.optim import make_optimizer, make_scheduler, param_groups
-from bench.train.trial import EpochHook, TrialResult, augment_for
+from bench.train.trial import EpochHook, TrialResult, augment_for, tta_probs
 
 
 def bank_eligible(protocol: ProtocolSpec, vary: list[str]) -> bool:
@@ -133,19 +133,9 @@ def _feature_batches(data: ImageSet, bs: int, gen: torch.Generator, weights: Ten
         yield data.images[idx], data.labels[idx]
 
 
-@torch.no_grad()
 def _predict(encode, bank: HeadBank, data: ImageSet, protocol: ProtocolSpec, aug,
              tta_gen: torch.Generator, device: torch.device) -> list[np.ndarray]:
     """(S,) list of (N, C) probabilities, TTA as in :func:`bench.train.trial.predict`."""
     bank.eval()
-    passes = protocol.tta.passes if protocol.tta.mode == "augment" else 1
-    out = []
-    for x, _ in batches(data, max(protocol.batch_size, 256), device, None, drop_last=False):
-        acc = None
-        for _ in range(passes):
-            xi = aug(x, tta_gen) if protocol.tta.mode == "augment" else x
-            p = torch.softmax(bank(encode(xi)), dim=2)
-            acc = p if acc is None else acc + p
-        out.append((acc / passes).cpu())
-    probs = torch.cat(out, dim=1).numpy().astype(np.float32)
-    return list(probs)
+    probs = tta_probs(lambda x: bank(encode(x)), data, protocol, aug, tta_gen, device)
+    return list(probs.numpy().astype(np.float32))

@@ -179,6 +179,29 @@ def _search_lr(protocol, modules, opt, loss_fn, epoch_iter):
 
 
 @torch.no_grad()
+def tta_probs(
+    forward: Callable[[Tensor], Tensor],
+    data: ImageSet,
+    protocol: ProtocolSpec,
+    aug: TrainAugment,
+    tta_gen: torch.Generator,
+    device: torch.device,
+) -> Tensor:
+    """Probabilities (..., N, C) on the CPU: the mean of ``tta.passes`` softmaxes of
+    ``forward`` (logits (..., B, C)) over train-augmented batches, or one clean pass."""
+    passes = protocol.tta.passes if protocol.tta.mode == "augment" else 1
+    out = []
+    for x, _ in batches(data, max(protocol.batch_size, 256), device, None, drop_last=False):
+        acc = None
+        for _ in range(passes):
+            xi = aug(x, tta_gen) if protocol.tta.mode == "augment" else x
+            with autocast(device):
+                p = torch.softmax(forward(xi).float(), dim=-1)
+            acc = p if acc is None else acc + p
+        out.append((acc / passes).cpu())
+    return torch.cat(out, dim=-2)
+
+
 def predict(
     model: nn.Module,
     data: ImageSet,
@@ -187,17 +210,6 @@ def predict(
     tta_gen: torch.Generator,
     device: torch.device,
 ) -> np.ndarray:
-    """(N, C) float32 probabilities: mean of ``tta.passes`` softmaxes over train-augmented
-    batches, or one clean (resized) pass."""
+    """(N, C) float32 probabilities of a classifier (see :func:`tta_probs`)."""
     model.eval()
-    passes = protocol.tta.passes if protocol.tta.mode == "augment" else 1
-    out = []
-    for x, _ in batches(data, max(protocol.batch_size, 256), device, None, drop_last=False):
-        acc = None
-        for _ in range(passes):
-            xi = aug(x, tta_gen) if protocol.tta.mode == "augment" else x
-            with autocast(device):
-                p = torch.softmax(model(xi).float(), dim=1)
-            acc = p if acc is None else acc + p
-        out.append((acc / passes).cpu())
-    return torch.cat(out).numpy().astype(np.float32)
+    return tta_probs(model, data, protocol, aug, tta_gen, device).numpy().astype(np.float32)
