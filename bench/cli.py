@@ -42,6 +42,20 @@ def build_parser() -> argparse.ArgumentParser:
     p_run = sub.add_parser("run", help="run a suite's stages and trials (resumable)")
     _common(p_run)
     p_run.add_argument("-q", "--quiet", action="store_true", help="print only the summary")
+    p_run.add_argument("--workers", type=int, default=None, metavar="N",
+                       help="run N worker processes on this machine (they share the work)")
+    p_run.add_argument("--gpus", default=None, metavar="LIST",
+                       help="one worker per listed GPU, e.g. --gpus 0,1,2,3")
+    p_run.add_argument("--executor", choices=["local", "slurm"], default="local",
+                       help="local (default) or slurm: job arrays through submitit, configured "
+                            "by the suite's `slurm:` block")
+
+    p_status = sub.add_parser("status", help="finished / running / failed / pending per cell")
+    _common(p_status)
+
+    p_verify = sub.add_parser("verify", help="re-hash data, splits and weights against the "
+                              "manifests recorded by the runs")
+    _common(p_verify)
 
     p_plan = sub.add_parser("plan", help="dry run: cells, stages, trials and their status")
     _common(p_plan)
@@ -89,18 +103,54 @@ def _load(args: argparse.Namespace):
     return loaded, output, uri
 
 
-def cmd_run(args: argparse.Namespace) -> int:
-    """``bench run``."""
-    from bench.execute.local import LocalExecutor
+def open_suite(args: argparse.Namespace):
+    """(plan, tracker, output folder) of a ``bench run``-style command line."""
     from bench.plan import build_plan
     from bench.track import Tracker
 
     loaded, output, uri = _load(args)
     output.mkdir(parents=True, exist_ok=True)
     plan = build_plan(loaded)
-    tracker = Tracker(uri, loaded.suite.name, output / "artifacts")
-    say = (lambda _msg: None) if args.quiet else (lambda msg: print(msg, flush=True))
-    executor = LocalExecutor(plan, tracker, output, say)
+    return plan, Tracker(uri, loaded.suite.name, output / "artifacts"), output
+
+
+def _worker_args(args: argparse.Namespace) -> list[str]:
+    """The command line of one worker: the same suite, overrides, output and store."""
+    _loaded, output, uri = _load(args)
+    out = [str(args.suite.resolve())]
+    for o in args.overrides:
+        out += ["--set", o]
+    out += ["--output", str(output.resolve()), "--tracking-uri", uri]
+    if args.profile:
+        out += ["--profile", args.profile]
+    return out
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """``bench run``."""
+    from bench.execute.local import LocalExecutor
+    from bench.progress import make_progress
+
+    plan, tracker, output = open_suite(args)
+    progress = make_progress(quiet=args.quiet)
+    gpus = [g.strip() for g in args.gpus.split(",") if g.strip()] if args.gpus else None
+    n_workers = len(gpus) if gpus else (args.workers or 1)
+    if args.executor == "slurm" or n_workers > 1:
+        executor = LocalExecutor(plan, tracker, output, progress)
+        pending, needed, _ = executor.prepare()
+        progress.close()
+        if args.executor == "slurm":
+            from bench.execute.slurm import run_slurm
+
+            return run_slurm(plan, tracker, output, _worker_args(args), pending, needed,
+                             progress.say)
+        from bench.execute.workers import run_workers
+
+        rc = run_workers(_worker_args(args), n_workers, gpus, progress.say)
+        print(_store_summary(plan, tracker))
+        return rc
+    uri = tracker.uri
+    executor = LocalExecutor(plan, tracker, output, progress)
     try:
         summary = executor.run()
     except KeyboardInterrupt:
@@ -116,6 +166,48 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"  FAILED {f}", file=sys.stderr)
     print(f"tracking: {uri}")
     return EXIT_OK if summary.ok else EXIT_FAILED
+
+
+def _store_summary(plan, tracker) -> str:
+    from bench.status import count_status
+
+    counts = count_status(plan, tracker.status_by_key())
+    return (f"trials: {counts['FINISHED']} finished, {counts['FAILED']} failed, "
+            f"{counts['KILLED']} killed, {counts['RUNNING']} running, {counts['pending']} "
+            f"pending of {len(plan.trials)}")
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    """``bench status``: where a suite stands, per cell."""
+    from bench.status import describe_status
+
+    loaded, output, uri = _load(args)
+    db = Path(uri.removeprefix("sqlite:///")) if uri.startswith("sqlite:///") else None
+    from bench.plan import build_plan
+
+    plan = build_plan(loaded, lenient=True)
+    status = {}
+    if db is None or db.exists():
+        from bench.track import Tracker
+
+        status = Tracker(uri, loaded.suite.name, output / "artifacts").status_by_key()
+    print(describe_status(plan, status))
+    return EXIT_OK
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    """``bench verify``: re-hash inputs against the recorded manifests."""
+    from bench.manifest import verify_suite
+
+    loaded, output, uri = _load(args)
+    from bench.plan import build_plan
+    from bench.track import Tracker
+
+    plan = build_plan(loaded)
+    tracker = Tracker(uri, loaded.suite.name, output / "artifacts")
+    text, ok = verify_suite(plan, tracker, output)
+    print(text)
+    return EXIT_OK if ok else EXIT_FAILED
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
@@ -211,7 +303,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     from bench.errors import BenchError
 
-    commands = {"run": cmd_run, "plan": cmd_plan, "report": cmd_report, "data": cmd_data}
+    commands = {"run": cmd_run, "plan": cmd_plan, "report": cmd_report, "data": cmd_data,
+                "status": cmd_status, "verify": cmd_verify}
     try:
         return commands[args.command](args)
     except BenchError as exc:

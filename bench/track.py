@@ -9,12 +9,14 @@ which keys have a FINISHED run. Embedded default: SQLite ``<output>/mlflow.db`` 
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import platform
 import subprocess
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -90,9 +92,66 @@ def environment_tags() -> dict[str, str]:
                                timeout=5, check=True).stdout.strip()
         tags["bench.git_commit"] = commit
         tags["bench.git_dirty"] = str(bool(dirty)).lower()
+        if dirty:  # what the uncommitted changes were, as a hash (the diff itself stays local)
+            diff = subprocess.run(["git", "diff", "HEAD"], capture_output=True, timeout=10,
+                                  check=True).stdout
+            tags["bench.git_diff_sha256"] = hashlib.sha256(diff + dirty.encode()).hexdigest()
     except (OSError, subprocess.SubprocessError):
         tags["bench.git_commit"] = "unknown"
+    tags["bench.cuda"] = str(torch.version.cuda)
+    tags["bench.cudnn"] = str(torch.backends.cudnn.version()) if torch.cuda.is_available() \
+        else "none"
+    tags["bench.deterministic_algorithms"] = str(torch.are_deterministic_algorithms_enabled())
+    tags["bench.cudnn_deterministic"] = str(torch.backends.cudnn.deterministic)
+    tags["bench.cudnn_benchmark"] = str(torch.backends.cudnn.benchmark)
     return tags
+
+
+@contextmanager
+def _store_lock(uri: str) -> Iterator[None]:
+    """An exclusive file lock next to a SQLite store (no-op for other stores): the database's
+    schema migrations must not run in two processes at once."""
+    if not uri.startswith("sqlite:///"):
+        yield
+        return
+    db = Path(uri.removeprefix("sqlite:///"))
+    db.parent.mkdir(parents=True, exist_ok=True)
+    with open(db.with_name(db.name + ".lock"), "w") as handle:
+        try:
+            import fcntl
+        except ImportError:  # Windows: one process at a time is the user's business
+            yield
+            return
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+class _Retrying:
+    """An MlflowClient whose calls retry while a SQLite store is locked by another process."""
+
+    def __init__(self, client: Any, attempts: int = 12):
+        self._client = client
+        self._attempts = attempts
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._client, name)
+        if not callable(attr):
+            return attr
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            for i in range(self._attempts):
+                try:
+                    return attr(*args, **kwargs)
+                except Exception as exc:
+                    if "database is locked" not in str(exc) or i == self._attempts - 1:
+                        raise
+                    time.sleep(0.05 * 2 ** min(i, 5))
+            raise AssertionError("unreachable")
+
+        return call
 
 
 class Tracker:
@@ -103,10 +162,12 @@ class Tracker:
         from mlflow.tracking import MlflowClient
 
         _quiet()
-        if tracking_uri.startswith("sqlite:///"):
-            Path(tracking_uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
         self.uri = tracking_uri
-        self.client = MlflowClient(tracking_uri=tracking_uri)
+        with _store_lock(tracking_uri):  # processes starting together create the store once
+            self.client = _Retrying(MlflowClient(tracking_uri=tracking_uri))
+            self._open_experiment(experiment, artifact_root)
+
+    def _open_experiment(self, experiment: str, artifact_root: Path | None) -> None:
         exp = self.client.get_experiment_by_name(experiment)
         if exp is None:
             location = artifact_root.resolve().as_uri() if artifact_root else None
@@ -124,11 +185,14 @@ class Tracker:
             self.experiment_id = exp.experiment_id
 
     # ---------------------------------------------------------------- queries
-    def runs(self, kind: str | None = None) -> list[RunRecord]:
-        """Every bench run of the experiment (optionally of one kind), oldest first."""
+    def runs(self, kind: str | None = None, key: str | None = None) -> list[RunRecord]:
+        """Every bench run of the experiment (optionally of one kind, or of one key), oldest
+        first. Deleted runs (claims that lost) are not listed."""
         filt = "tags.`bench.key` != ''"
         if kind:
             filt = f"tags.`bench.kind` = '{kind}'"
+        if key:
+            filt = f"tags.`bench.key` = '{key}'"
         out: list[RunRecord] = []
         token = None
         while True:
@@ -145,6 +209,10 @@ class Tracker:
             token = page.token
             if not token:
                 return out
+
+    def runs_for_key(self, key: str) -> list[RunRecord]:
+        """Every run of one content key, oldest first."""
+        return self.runs(key=key)
 
     def status_by_key(self, kind: str | None = None) -> dict[str, RunRecord]:
         """Best run per key: a FINISHED one if any, else the latest."""
@@ -212,12 +280,6 @@ class Tracker:
         self.set_tags(run_id, {"bench.failure": reason})
         self.finish(run_id, status)
 
-    def close_stale(self, records: Iterable[RunRecord]) -> int:
-        """Mark RUNNING runs left by a killed process as KILLED; return how many."""
-        n = 0
-        for r in records:
-            if r.status == RUNNING:
-                self.fail(r.run_id, "interrupted (process ended while the run was RUNNING)",
-                          KILLED)
-                n += 1
-        return n
+    def delete_run(self, run_id: str) -> None:
+        """Delete a run (it disappears from searches and the UI)."""
+        self.client.delete_run(run_id)

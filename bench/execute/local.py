@@ -1,9 +1,17 @@
-"""The local executor: run a plan's unfinished stages and trials in this process, in DAG order.
+"""The local executor: one worker that runs a plan's unfinished units in DAG order.
 
-Resume semantics: a stage or trial whose key has a FINISHED run is skipped; FAILED or KILLED ones
-are run again; RUNNING runs left by a killed process are marked KILLED first (one process per
-suite). A failing trial is recorded FAILED with its reason and the suite goes on; Ctrl-C marks the
-current run KILLED and stops (a stage resumes from its last epoch checkpoint next time).
+Units are stages, cell-level lr searches and trials (a cell's trials that a HeadBank can train
+together form one unit). The worker repeatedly reads the suite's runs from the tracker, picks the
+first unit that is ready (its stage's encoder exists, its cell's lr is known) and not held by
+anyone, claims it atomically (:mod:`bench.execute.claims`) and runs it; it waits while the only
+remaining work is held by other processes, and stops when nothing is left.
+
+Resume semantics: a unit whose key has a FINISHED run is skipped; FAILED runs from before this run
+started and KILLED runs are run again; RUNNING runs whose claimant died are marked KILLED and
+redone. A failing unit is recorded FAILED with its reason and the suite goes on (what depends on
+it is reported failed); Ctrl-C finishes the current checkpoint, marks the current run KILLED and
+stops. Any number of workers (processes, GPUs, SLURM tasks, machines sharing a tracking server)
+may run one suite at the same time: no unit runs twice.
 """
 
 from __future__ import annotations
@@ -22,9 +30,11 @@ import torch
 
 from bench.data.store import ImageStore
 from bench.errors import BenchError
+from bench.execute.claims import Heartbeat, claim, close_dead, new_owner, retire_owner
 from bench.plan import Cell, Plan, StageNode, Trial, key_view, parse_ref
+from bench.progress import Progress
 from bench.seeds import trial_seeds
-from bench.track import FINISHED, KILLED, Tracker, flatten
+from bench.track import FAILED, FINISHED, KILLED, RUNNING, RunRecord, Tracker, flatten
 
 log = logging.getLogger("bench.run")
 
@@ -54,6 +64,18 @@ class LeakageError(BenchError):
     """A test image is also trained on (and the suite does not allow it)."""
 
 
+OOM_HINT = ("out of GPU memory: lower the batch_size or image_size of this stage/protocol, "
+            "or run fewer workers per GPU")
+
+
+def failure_reason(exc: BaseException) -> str:
+    """The text recorded for a failed unit (with a hint for CUDA out-of-memory)."""
+    text = f"{type(exc).__name__}: {exc}"
+    if isinstance(exc, torch.OutOfMemoryError) or "out of memory" in str(exc).lower():
+        return f"{text.splitlines()[0]} — {OOM_HINT}"
+    return text
+
+
 def cache_dir(output: Path) -> Path:
     """The decoded cache folder: ``$BENCH_CACHE`` or ``<output>/cache``."""
     env = os.environ.get("BENCH_CACHE")
@@ -69,19 +91,71 @@ def pick_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def search_key(cell: Cell) -> str:
+    """Content key of a cell's lr search (the search depends on exactly what the cell does)."""
+    return f"{cell.key}-lr"
+
+
+@dataclass
+class Unit:
+    """One claimable piece of work: a stage, a cell's lr search, or trials of one cell."""
+
+    kind: str  # "stage" | "search" | "trials"
+    stage: StageNode | None = None
+    cell: Cell | None = None
+    trials: list[Trial] = field(default_factory=list)
+
+
+@dataclass
+class _View:
+    """What the store says, as the scheduler needs it."""
+
+    best: dict[str, RunRecord]
+    since_ms: int
+
+    def done(self, key: str) -> bool:
+        r = self.best.get(key)
+        return r is not None and r.status == FINISHED
+
+    def busy(self, key: str) -> bool:
+        r = self.best.get(key)
+        return r is not None and r.status == RUNNING
+
+    def failed_now(self, key: str) -> bool:
+        """Failed during this run (by this or another worker): not retried until the next run."""
+        r = self.best.get(key)
+        return (r is not None and r.status == FAILED
+                and (r.end_time or 0) >= self.since_ms)
+
+
+def _best(records: list[RunRecord]) -> dict[str, RunRecord]:
+    best: dict[str, RunRecord] = {}
+    for r in records:
+        cur = best.get(r.key)
+        if cur is None or cur.status != FINISHED:
+            best[r.key] = r
+    return best
+
+
 class LocalExecutor:
-    """Runs a plan against a tracker."""
+    """Runs a plan's units against a tracker, claiming each one."""
 
     def __init__(self, plan: Plan, tracker: Tracker, output: Path,
-                 progress: Callable[[str], None] | None = None):
+                 progress: Progress | Callable[[str], None] | None = None):
         self.plan = plan
         self.tracker = tracker
         self.output = output
-        self.say = progress or (lambda msg: log.info(msg))
+        if progress is None or not isinstance(progress, Progress):
+            say = progress or (lambda msg: log.info(msg))
+            progress = Progress()
+            progress.say = say  # type: ignore[method-assign]
+        self.progress = progress
+        self.say = progress.say
         suite = plan.suite
         self.device = pick_device(suite.device)
-        if suite.threads:
-            torch.set_num_threads(suite.threads)
+        threads = suite.threads or int(os.environ.get("BENCH_THREADS", "0"))
+        if threads:
+            torch.set_num_threads(threads)
         self.images = ImageStore(plan.datasets, cache_dir(output), pin=self.device.type == "cuda",
                                  say=self.say)
         self._tmp = Path(tempfile.mkdtemp(prefix="bench-"))
@@ -89,16 +163,45 @@ class LocalExecutor:
         self._manifest_tags: dict[str, str] = {}
         reason = plan.suite.allow_leakage
         self._common_tags = {"bench.allow_leakage": reason} if reason else {}
+        self.owner = new_owner()
+        self.poll_seconds = float(os.environ.get("BENCH_POLL_S", "5"))
+        self.only: set[str] | None = None  # restrict to these unit keys (SLURM packs)
+        self._heartbeat: Heartbeat | None = None
+        self._context: tuple[str, torch.nn.Module, dict] | None = None
+        self._counter = 0
+        self._total = 0
+        self._cell_runs: dict[str, str] = {}
+        self._encoder_sha: dict[str, str] = {}
 
     # ------------------------------------------------------------------ helpers
     def _manifest_tag(self, ref: str) -> dict[str, str]:
         """Write the part's manifest; return a tag with its sha256 (and the common tags)."""
+        from bench.manifest import split_hash
+
+        ds_name, part = parse_ref(ref)
         if ref not in self._manifest_tags:
-            ds_name, part = parse_ref(ref)
             ds = self.plan.datasets[ds_name]
             ds.write_manifest(part, self.output / "manifests")
             self._manifest_tags[ref] = ds.manifest_hash(part)
-        return {f"bench.manifest.{ref}": self._manifest_tags[ref], **self._common_tags}
+            self._manifest_tags[f"split:{ds_name}"] = split_hash(ds)
+        return {f"bench.manifest.{ref}": self._manifest_tags[ref],
+                f"bench.split.{ds_name}": self._manifest_tags[f"split:{ds_name}"],
+                **self._common_tags}
+
+    def _lineage_tags(self, init: str, encoder_key: str | None) -> dict[str, str]:
+        """Weights fingerprint of the root init and sha256 of the encoder a run starts from."""
+        from bench.models.weights import sha256_file
+
+        node = self.plan.inits[init]
+        tags = {"bench.init_key": node.key, "bench.weights": node.fingerprint}
+        if encoder_key is not None:
+            path = self.output / "encoders" / f"{encoder_key}.pt"
+            if path.exists():
+                if encoder_key not in self._encoder_sha:
+                    self._encoder_sha[encoder_key] = sha256_file(path)
+                tags["bench.encoder_sha256"] = self._encoder_sha[encoder_key]
+                tags["bench.encoder_key"] = encoder_key
+        return tags
 
     def _encoder(self, key: str) -> torch.nn.Module:
         """Backbone for an init key or a finished stage key."""
@@ -124,9 +227,33 @@ class LocalExecutor:
                   f"of stage {stage.label}")
         return backbone
 
+    def _claim(self, kind: str, key: str, name: str, tags: dict[str, str],
+               parent: str | None = None, params: dict[str, str] | None = None) -> str | None:
+        run_id = claim(self.tracker, self.owner, kind, key, name, tags, parent)
+        if run_id is not None:
+            if self._heartbeat is not None:
+                self._heartbeat.hold(run_id)
+            if params:
+                self.tracker.log_params(run_id, params)
+        return run_id
+
+    def _end(self, run_id: str, status: str = FINISHED, reason: str | None = None) -> None:
+        if self._heartbeat is not None:
+            self._heartbeat.release(run_id)
+        if reason is None:
+            self.tracker.finish(run_id, status)
+        else:
+            self.tracker.fail(run_id, reason, status)
+
+    def _step(self) -> str:
+        self._counter += 1
+        self.progress.advance()
+        return f"[{self._counter}/{self._total}]"
+
     # ------------------------------------------------------------------ stages
-    def run_stage(self, node: StageNode) -> None:
-        """Train one stage and log its encoder as the artifact ``encoder.pt``."""
+    def run_stage(self, node: StageNode) -> bool:
+        """Claim and train one stage, logging its encoder as the artifact ``encoder.pt``.
+        Returns False when another process holds or has finished it."""
         from bench.ssl.methods import resolve_method
         from bench.ssl.pretrain import run_stage
 
@@ -137,8 +264,14 @@ class LocalExecutor:
                 "bench.device": str(self.device)}
         for ref in spec.data:
             tags.update(self._manifest_tag(ref))
-        run_id = self.tracker.start("stage", node.key, node.label,
-                                    flatten(key_view(spec), "stage."), tags)
+        tags.update(self._lineage_tags(node.init, None))
+        run_id = self._claim("stage", node.key, node.label, tags,
+                             params=flatten(key_view(spec), "stage."))
+        if run_id is None:
+            return False
+        self.say(f"{self._step()} stage {node.label} ({spec.method})")
+        n_epochs = spec.warmup_epochs + spec.epochs
+        self.progress.unit(f"stage {node.label}", n_epochs)
         try:
             first_ref = parse_ref(spec.data[0])[0]
             classes = self.plan.datasets[first_ref].classes
@@ -146,11 +279,14 @@ class LocalExecutor:
                                      labelled=method_cls.needs_labels)
             backbone = self._encoder(node.parent_key)
             ckpt = self.output / "checkpoints" / f"{node.key}.pt"
+            done = [0]
 
             def on_epoch(phase: str, epoch: int, loss: float) -> None:
                 self.tracker.log_metrics(run_id, {f"{phase}_loss": loss}, step=epoch)
-                self.say(f"  stage {node.label}: epoch {epoch + 1}/"
-                         f"{spec.warmup_epochs + spec.epochs} ({phase}) loss {loss:.4f}")
+                done[0] += 1
+                self.progress.epoch(f"stage {node.label} ({phase})", epoch + 1
+                                    if phase != "warmup" else done[0], n_epochs
+                                    if phase != "warmup" else spec.warmup_epochs, loss)
                 if self.stop_requested:
                     raise StopRequested
 
@@ -160,28 +296,39 @@ class LocalExecutor:
             enc_dir = self.output / "encoders"
             enc_dir.mkdir(parents=True, exist_ok=True)
             path = enc_dir / f"{node.key}.pt"
-            torch.save(backbone.state_dict(), path.with_suffix(".tmp"))
-            path.with_suffix(".tmp").rename(path)
+            tmp = path.with_suffix(f".{os.getpid()}.tmp")
+            torch.save(backbone.state_dict(), tmp)
+            os.replace(tmp, path)
+            from bench.models.weights import sha256_file
+
+            self._encoder_sha[node.key] = sha256_file(path)
+            self.tracker.set_tags(run_id, {"bench.encoder_sha256": self._encoder_sha[node.key]})
             upload = self._tmp / node.key / "encoder.pt"
             upload.parent.mkdir(parents=True, exist_ok=True)
             upload.write_bytes(path.read_bytes())
             self.tracker.log_artifact(run_id, upload)
             self.tracker.log_metrics(run_id, summary)
-            self.tracker.finish(run_id)
+            self._end(run_id)
             ckpt.unlink(missing_ok=True)
         except (KeyboardInterrupt, StopRequested):
-            self.tracker.fail(run_id, "interrupted by the user (resumes from its last epoch "
-                                      "checkpoint)", KILLED)
+            self._end(run_id, KILLED, "interrupted by the user (resumes from its last epoch "
+                                      "checkpoint)")
             raise
         except BaseException as exc:
-            self.tracker.fail(run_id, f"{type(exc).__name__}: {exc}")
+            self._end(run_id, FAILED, failure_reason(exc))
             raise
+        return True
 
-    # ------------------------------------------------------------------ trials
-    def _cell_run(self, cell: Cell, existing: dict[str, str]) -> str:
-        """The cell's parent run: the existing one, or a new one."""
-        if cell.key in existing:
-            return existing[cell.key]
+    # ------------------------------------------------------------------ cells
+    def _cell_run(self, cell: Cell) -> str:
+        """The cell's parent run: the oldest existing one, else a new one (created once even
+        when several workers race: the later ones delete theirs)."""
+        if cell.key in self._cell_runs:
+            return self._cell_runs[cell.key]
+        existing = [r for r in self.tracker.runs_for_key(cell.key) if r.kind == "cell"]
+        if existing:
+            self._cell_runs[cell.key] = existing[0].run_id
+            return existing[0].run_id
         tags = {"bench.cell": cell.name, "bench.init": cell.init,
                 "bench.chain": "+".join(cell.chain), "bench.protocol": cell.protocol,
                 "bench.encoder_key": cell.encoder_key}
@@ -189,20 +336,32 @@ class LocalExecutor:
             tags.update(self._manifest_tag(ref))
         run_id = self.tracker.start("cell", cell.key, cell.name,
                                     flatten(key_view(cell.spec), "protocol."), tags)
-        existing[cell.key] = run_id
-        return run_id
+        first = next(r for r in self.tracker.runs_for_key(cell.key) if r.kind == "cell")
+        if first.run_id != run_id:
+            self.tracker.delete_run(run_id)
+        self._cell_runs[cell.key] = first.run_id
+        return first.run_id
 
-    def _start_trial(self, trial: Trial, parent: str) -> str:
+    def _cell_context(self, cell: Cell) -> tuple[torch.nn.Module, dict]:
+        """The cell's encoder and a copy of its weights (kept while the worker stays on it)."""
+        if self._context is None or self._context[0] != cell.encoder_key:
+            backbone0 = self._encoder(cell.encoder_key)
+            state = {k: v.clone() for k, v in backbone0.state_dict().items()}
+            self._context = (cell.encoder_key, backbone0, state)
+        return self._context[1], self._context[2]
+
+    def _start_trial(self, trial: Trial, parent: str) -> str | None:
         cell, spec = trial.cell, trial.cell.spec
         tags = {"bench.cell": cell.name, "bench.seed": str(trial.seed),
                 "bench.device": str(self.device), "bench.cell_key": cell.key}
         tags.update({f"bench.seed.{k}": str(v) for k, v in trial.seeds.items()})
         for ref in (spec.train, spec.test):
             tags.update(self._manifest_tag(ref))
+        tags.update(self._lineage_tags(cell.init, cell.stage_key))
         params = {"cell": cell.name, "seed": str(trial.seed), **flatten(key_view(spec),
                                                                         "protocol.")}
-        return self.tracker.start("trial", trial.key, f"{cell.name} seed={trial.seed}",
-                                  params, tags, parent=parent)
+        return self._claim("trial", trial.key, f"{cell.name} seed={trial.seed}", tags,
+                           parent=parent, params=params)
 
     def _finish_trial(self, trial: Trial, run_id: str, result, classes: list[str]) -> None:
         metrics = {f"test_{k}": v for k, v in result.metrics.items()
@@ -224,7 +383,7 @@ class LocalExecutor:
         confusion.write_text(json.dumps({"classes": classes,
                                          "matrix": result.metrics.get("confusion", [])}))
         self.tracker.log_artifact(run_id, confusion)
-        self.tracker.finish(run_id)
+        self._end(run_id)
 
     def _log_curve(self, run_id: str, curve: tuple[list[float], list[float]]) -> None:
         for i, (lr, loss) in enumerate(zip(*curve, strict=True)):
@@ -263,85 +422,138 @@ class LocalExecutor:
                             self.output / "optuna", study, log)
         return res.lr
 
-    def _cell_lr(self, cell: Cell, parent: str, backbone0: torch.nn.Module,
-                 state: dict) -> float | None:
-        """A cell-level lr (searched once, kept on the cell run), or None."""
+    @staticmethod
+    def needs_cell_search(cell: Cell) -> bool:
+        """Whether the cell's lr is searched once for the cell (before its trials)."""
         s = cell.spec.lr_search
-        if s.method == "fixed" or s.per != "cell":
-            return None
-        known = self.tracker.run_metrics(parent).get("cell_max_lr")
-        if known is not None:
-            return float(known)
-        sd = self.plan.suite.seeds
-        seeds = trial_seeds(sd.base, sd.base, [])
-        lr = self._search(cell, backbone0, state, seeds, f"cell-{cell.key[:16]}", parent)
-        self.tracker.log_metrics(parent, {"cell_max_lr": lr})
-        self.say(f"  {cell.name}: max lr {lr:.3g} (searched once for the cell)")
-        return lr
+        return s.method != "fixed" and s.per == "cell"
 
-    def run_cell(self, cell: Cell, todo: list[Trial], parent: str,
-                 report: Callable[[Trial, dict | None, str], None]) -> bool:
-        """Run a cell's pending trials (as one HeadBank when exactly equivalent)."""
+    def cell_lr(self, cell: Cell, view: _View) -> float | None:
+        """The cell-level lr when it is known (from its search run, or an older cell run)."""
+        rec = view.best.get(search_key(cell))
+        if rec is not None and rec.status == FINISHED and "cell_max_lr" in rec.metrics:
+            return float(rec.metrics["cell_max_lr"])
+        legacy = view.best.get(cell.key)
+        if legacy is not None and "cell_max_lr" in legacy.metrics:
+            return float(legacy.metrics["cell_max_lr"])
+        return None
+
+    def run_search(self, cell: Cell) -> bool:
+        """Claim and run a cell's lr search; log ``cell_max_lr`` on it and on the cell run."""
+        parent = self._cell_run(cell)
+        run_id = self._claim("search", search_key(cell), f"{cell.name} lr search",
+                             {"bench.cell": cell.name, "bench.cell_key": cell.key}, parent)
+        if run_id is None:
+            return False
+        self.progress.unit(f"{cell.name} lr search", 1)
+        try:
+            backbone0, state = self._cell_context(cell)
+            sd = self.plan.suite.seeds
+            seeds = trial_seeds(sd.base, sd.base, [])
+            lr = self._search(cell, backbone0, state, seeds, f"cell-{cell.key[:16]}", run_id)
+            self.tracker.log_metrics(run_id, {"cell_max_lr": lr})
+            self.tracker.log_metrics(parent, {"cell_max_lr": lr})
+            self._end(run_id)
+        except (KeyboardInterrupt, StopRequested):
+            self._end(run_id, KILLED, "interrupted by the user")
+            raise
+        except Exception as exc:
+            self._end(run_id, FAILED, failure_reason(exc))
+            self.say(f"  {cell.name}: lr search FAILED {failure_reason(exc)}")
+            return True
+        self.say(f"  {cell.name}: max lr {lr:.3g} (searched once for the cell)")
+        return True
+
+    def run_trials(self, cell: Cell, todo: list[Trial], cell_lr: float | None,
+                   summary: RunSummary) -> bool:
+        """Claim and run some of a cell's pending trials (as one HeadBank when exactly
+        equivalent). Returns False when every one was taken by another process."""
         from bench.train.probe_bank import bank_eligible, run_probe_bank
         from bench.train.trial import run_trial
 
         spec = cell.spec
         classes = self.plan.datasets[parse_ref(spec.train)[0]].classes
-        backbone0 = self._encoder(cell.encoder_key)
-        state = {k: v.clone() for k, v in backbone0.state_dict().items()}
-        cell_lr = self._cell_lr(cell, parent, backbone0, state)
-        train = self.images.get(spec.train, spec.image_size)
-        test = self.images.get(spec.test, spec.image_size)
-        ok = True
-        if len(todo) > 1 and bank_eligible(spec, self.plan.suite.seeds.vary):
-            runs = [self._start_trial(t, parent) for t in todo]
+        parent = self._cell_run(cell)
+        bank = len(todo) > 1 and bank_eligible(spec, self.plan.suite.seeds.vary)
+        if not bank:
+            todo = todo[:1]
+        claimed = [(t, r) for t in todo if (r := self._start_trial(t, parent)) is not None]
+        if not claimed:
+            return False
+        try:
+            backbone0, state = self._cell_context(cell)
+            train = self.images.get(spec.train, spec.image_size)
+            test = self.images.get(spec.test, spec.image_size)
+        except (KeyboardInterrupt, StopRequested):
+            for _, run_id in claimed:
+                self._end(run_id, KILLED, "interrupted by the user")
+            raise
+        except Exception as exc:  # the encoder or the data could not be loaded
+            for t, run_id in claimed:
+                self._end(run_id, FAILED, failure_reason(exc))
+                self._report(t, None, failure_reason(exc), summary)
+            return True
+        if bank:
+            self.progress.unit(f"{cell.name} HeadBank ×{len(claimed)}",
+                               spec.n_warmup + spec.epochs)
             try:
                 backbone0.load_state_dict(state)
                 lr = cell_lr if cell_lr is not None else spec.lr_search.lr
                 results = run_probe_bank(backbone0, spec, train, test, classes,
-                                         [t.seeds for t in todo], self.device, lr)
-                for t, run_id, res in zip(todo, runs, results, strict=True):
+                                         [t.seeds for t, _ in claimed], self.device, lr)
+                for (t, run_id), res in zip(claimed, results, strict=True):
                     self._finish_trial(t, run_id, res, classes)
-                    report(t, res.metrics, "")
+                    self._report(t, res.metrics, "", summary)
             except (KeyboardInterrupt, StopRequested):
-                for run_id in runs:
-                    self.tracker.fail(run_id, "interrupted by the user", KILLED)
+                for _, run_id in claimed:
+                    self._end(run_id, KILLED, "interrupted by the user")
                 raise
             except Exception as exc:
-                for t, run_id in zip(todo, runs, strict=True):
-                    self.tracker.fail(run_id, f"{type(exc).__name__}: {exc}")
-                    report(t, None, f"{type(exc).__name__}: {exc}")
-                return False
+                for t, run_id in claimed:
+                    self._end(run_id, FAILED, failure_reason(exc))
+                    self._report(t, None, failure_reason(exc), summary)
             return True
-        for trial in todo:
-            if self.stop_requested:
-                raise StopRequested
-            run_id = self._start_trial(trial, parent)
-            try:
-                lr = cell_lr
-                if lr is None and spec.lr_search.method == "optuna":
-                    lr = self._search(cell, backbone0, state, trial.seeds,
-                                      f"trial-{trial.key[:16]}", run_id)
-                backbone0.load_state_dict(state)
+        (trial, run_id), = claimed
+        total = spec.n_warmup + spec.epochs
+        self.progress.unit(f"{cell.name} seed={trial.seed}", total)
+        try:
+            lr = cell_lr
+            if lr is None and spec.lr_search.method == "optuna":
+                lr = self._search(cell, backbone0, state, trial.seeds,
+                                  f"trial-{trial.key[:16]}", run_id)
+            backbone0.load_state_dict(state)
+            done = [0]
 
-                def on_epoch(phase: str, epoch: int, loss: float, run_id: str = run_id) -> None:
-                    self.tracker.log_metrics(run_id, {f"{phase}_loss": loss}, step=epoch)
-                    if self.stop_requested:
-                        raise StopRequested
+            def on_epoch(phase: str, epoch: int, loss: float) -> None:
+                self.tracker.log_metrics(run_id, {f"{phase}_loss": loss}, step=epoch)
+                done[0] += 1
+                self.progress.epoch(f"{cell.name} seed={trial.seed}", done[0], total, loss)
+                if self.stop_requested:
+                    raise StopRequested
 
-                res = run_trial(backbone0, spec, train, test, classes, trial.seeds,
-                                self.device, on_epoch, max_lr=lr)
-                res.history = []  # already logged per epoch
-                self._finish_trial(trial, run_id, res, classes)
-                report(trial, res.metrics, "")
-            except (KeyboardInterrupt, StopRequested):
-                self.tracker.fail(run_id, "interrupted by the user", KILLED)
-                raise
-            except Exception as exc:
-                self.tracker.fail(run_id, f"{type(exc).__name__}: {exc}")
-                report(trial, None, f"{type(exc).__name__}: {exc}")
-                ok = False
-        return ok
+            res = run_trial(backbone0, spec, train, test, classes, trial.seeds,
+                            self.device, on_epoch, max_lr=lr)
+            res.history = []  # already logged per epoch
+            self._finish_trial(trial, run_id, res, classes)
+            self._report(trial, res.metrics, "", summary)
+        except (KeyboardInterrupt, StopRequested):
+            self._end(run_id, KILLED, "interrupted by the user")
+            raise
+        except Exception as exc:
+            self._end(run_id, FAILED, failure_reason(exc))
+            self._report(trial, None, failure_reason(exc), summary)
+        return True
+
+    def _report(self, trial: Trial, metrics: dict | None, error: str,
+                summary: RunSummary) -> None:
+        name = f"{self._step()} {trial.cell.name} seed={trial.seed}"
+        if metrics is None:
+            summary.failed.append(f"{trial.cell.name} seed={trial.seed}: {error}")
+            self.say(f"{name}: FAILED {error}")
+        else:
+            summary.trials_run += 1
+            shown = ", ".join(f"{k} {metrics[k]:.3f}" for k in trial.cell.spec.metrics[:2])
+            self.say(f"{name}: {shown}")
 
     # ------------------------------------------------------------------ all
     def run(self) -> RunSummary:
@@ -366,85 +578,168 @@ class LocalExecutor:
             previous = signal.signal(signal.SIGINT, on_sigint)
         t0 = time.perf_counter()
         try:
-            return self._run(t0)
+            with Heartbeat(self.tracker) as heartbeat:
+                self._heartbeat = heartbeat
+                return self._run(t0)
         except StopRequested:
-            summary = RunSummary(interrupted=True, seconds=time.perf_counter() - t0)
-            return summary
+            return RunSummary(interrupted=True, seconds=time.perf_counter() - t0)
         finally:
+            self._heartbeat = None
+            retire_owner(self.owner)
+            self.progress.close()
             if previous is not None:
                 signal.signal(signal.SIGINT, previous)
 
-    def _run(self, t0: float) -> RunSummary:
-        summary = RunSummary()
+    def view(self, since_ms: int) -> _View:
+        """Read the store; dead claims found on the way are marked KILLED."""
+        records = self.tracker.runs()
+        if close_dead(self.tracker, records):
+            records = self.tracker.runs()
+        return _View(_best(records), since_ms)
+
+    def prepare(self, summary: RunSummary | None = None) -> tuple[list[Trial], set[str], int]:
+        """Close dead claims, find the pending trials and the stages they need, decode their
+        data and run the leakage guard. Returns (pending trials, needed stage keys, start ms)."""
+        summary = summary or RunSummary()
         plan, tracker = self.plan, self.tracker
-        stale = tracker.close_stale(tracker.runs())
+        since_ms = int(time.time() * 1000)
+        stale = close_dead(tracker, tracker.runs())
         if stale:
             self.say(f"marked {stale} interrupted run(s) KILLED; their work will be redone")
-        done = {k for k, r in tracker.status_by_key().items() if r.status == FINISHED}
-        pending = [t for t in plan.trials if t.key not in done]
+        view = self.view(since_ms)
+        pending = [t for t in plan.trials if not view.done(t.key) and self._mine(t.key)]
         summary.trials_skipped = len(plan.trials) - len(pending)
+        done = {k for k in view.best if view.done(k)}
         needed = self._needed_stages(pending, done)
+        if self.only is not None:  # a pack runs its own stages; its trials' stages are done
+            needed = {s.key for s in plan.stages if s.key in self.only and s.key not in done}
         summary.stages_skipped = len(plan.stages) - len(needed)
-        if pending:
+        if pending or needed:
             self.guard(pending, needed)
-        total = len(needed) + len(pending)
-        step = 0
-        failed_stages: set[str] = set()
-        for node in plan.stages:
-            if node.key not in needed:
-                continue
-            step += 1
-            if node.parent_key in failed_stages:
-                failed_stages.add(node.key)
-                summary.failed.append(f"stage {node.label}: its parent stage failed")
-                continue
-            self.say(f"[{step}/{total}] stage {node.label} ({node.spec.method})")
+        return pending, needed, since_ms
+
+    def _run(self, t0: float) -> RunSummary:
+        summary = RunSummary()
+        pending, needed, since_ms = self.prepare(summary)
+        self._total = len(needed) + len(pending)
+        self.progress.set_total(self._total)
+        given_up: set[str] = set()
+        while True:
             if self.stop_requested:
                 raise StopRequested
+            view = self.view(since_ms)
+            unit, waiting = self._next_unit(view, pending, needed, given_up, summary)
+            if unit is None:
+                if not waiting:
+                    break
+                time.sleep(self.poll_seconds)
+                continue
             try:
-                self.run_stage(node)
-                summary.stages_run += 1
+                if unit.kind == "stage":
+                    assert unit.stage is not None
+                    if self.run_stage(unit.stage):
+                        summary.stages_run += 1
+                elif unit.kind == "search":
+                    assert unit.cell is not None
+                    self.run_search(unit.cell)
+                else:
+                    assert unit.cell is not None
+                    self.run_trials(unit.cell, unit.trials, self.cell_lr(unit.cell, view),
+                                    summary)
             except (KeyboardInterrupt, StopRequested):
                 raise
-            except Exception as exc:
-                failed_stages.add(node.key)
-                summary.failed.append(f"stage {node.label}: {type(exc).__name__}: {exc}")
-                self.say(f"  FAILED: {type(exc).__name__}: {exc}")
-        cell_runs = {k: r.run_id for k, r in tracker.status_by_key("cell").items()}
-        counter = [step]
-
-        def report(trial: Trial, metrics: dict | None, error: str) -> None:
-            counter[0] += 1
-            name = f"[{counter[0]}/{total}] {trial.cell.name} seed={trial.seed}"
-            if metrics is None:
-                summary.failed.append(f"{trial.cell.name} seed={trial.seed}: {error}")
-                self.say(f"{name}: FAILED {error}")
-            else:
-                summary.trials_run += 1
-                shown = ", ".join(f"{k} {metrics[k]:.3f}" for k in trial.cell.spec.metrics[:2])
-                self.say(f"{name}: {shown}")
-
-        for cell in plan.cells:
-            todo = [t for t in pending if t.cell.key == cell.key]
-            if not todo:
-                continue
-            if cell.stage_key in failed_stages:
-                summary.failed += [f"{cell.name} seed={t.seed}: stage failed" for t in todo]
-                counter[0] += len(todo)
-                continue
-            parent = self._cell_run(cell, cell_runs)
-            try:
-                all_ok = self.run_cell(cell, todo, parent, report)
-            except (KeyboardInterrupt, StopRequested):
-                raise
-            except Exception as exc:  # the cell could not start (encoder, lr search)
-                for t in todo:
-                    report(t, None, f"{type(exc).__name__}: {exc}")
-                all_ok = False
-            if all_ok:
-                tracker.finish(parent)
+            except Exception as exc:  # recorded on its run; what depends on it is given up
+                what = (f"stage {unit.stage.label}" if unit.stage is not None
+                        else f"cell {unit.cell.name if unit.cell else '?'}")
+                summary.failed.append(f"{what}: {failure_reason(exc)}")
+                self.say(f"  FAILED: {failure_reason(exc)}")
+        self._finish_cells(self.view(since_ms))
         summary.seconds = time.perf_counter() - t0
         return summary
+
+    def _mine(self, key: str) -> bool:
+        return self.only is None or key in self.only
+
+    def _give_up(self, keys: list[str], label: str, reason: str, given_up: set[str],
+                 summary: RunSummary) -> None:
+        for key in keys:
+            if key not in given_up:
+                given_up.add(key)
+                summary.failed.append(f"{label}: {reason}")
+                self._step()
+
+    def _next_unit(self, view: _View, pending: list[Trial], needed: set[str],
+                   given_up: set[str], summary: RunSummary) -> tuple[Unit | None, bool]:
+        """The first ready, unheld unit in DAG order, and whether other work is still held by
+        other workers (so that this one should wait rather than stop)."""
+        waiting = False
+        failed_stages: set[str] = set()
+        for node in self.plan.stages:
+            if node.key not in needed or view.done(node.key):
+                continue
+            if view.failed_now(node.key) or node.parent_key in failed_stages:
+                failed_stages.add(node.key)
+                if node.key not in given_up and not view.failed_now(node.key):
+                    self._give_up([node.key], f"stage {node.label}", "its parent stage failed",
+                                  given_up, summary)
+                given_up.add(node.key)
+                continue
+            if view.busy(node.key) or (node.parent_key in needed
+                                       and not view.done(node.parent_key)):
+                waiting = True
+                continue
+            return Unit("stage", stage=node), waiting
+        by_cell: dict[str, list[Trial]] = {}
+        for t in pending:
+            if not view.done(t.key) and t.key not in given_up:
+                by_cell.setdefault(t.cell.key, []).append(t)
+        for cell in self.plan.cells:
+            trials = by_cell.get(cell.key)
+            if not trials:
+                continue
+            if cell.stage_key is not None and not view.done(cell.stage_key):
+                if (cell.stage_key in needed and cell.stage_key not in failed_stages) \
+                        or view.busy(cell.stage_key):
+                    waiting = True
+                else:
+                    reason = ("stage failed" if cell.stage_key in failed_stages
+                              else "its stage has not finished")
+                    for t in trials:
+                        self._give_up([t.key], f"{cell.name} seed={t.seed}", reason,
+                                      given_up, summary)
+                continue
+            if self.needs_cell_search(cell) and self.cell_lr(cell, view) is None:
+                skey = search_key(cell)
+                if view.failed_now(skey):
+                    reason = view.best[skey].tags.get("bench.failure", "lr search failed")
+                    for t in trials:
+                        self._give_up([t.key], f"{cell.name} seed={t.seed}",
+                                      f"lr search failed: {reason}", given_up, summary)
+                elif view.busy(skey):
+                    waiting = True
+                else:
+                    return Unit("search", cell=cell), waiting
+                continue
+            todo = []
+            for t in trials:
+                if view.busy(t.key):
+                    waiting = True
+                elif view.failed_now(t.key):
+                    given_up.add(t.key)
+                else:
+                    todo.append(t)
+            if todo:
+                return Unit("trials", cell=cell, trials=todo), waiting
+        return None, waiting
+
+    def _finish_cells(self, view: _View) -> None:
+        """Mark a cell run FINISHED once every trial of the cell has finished."""
+        for cell in self.plan.cells:
+            rec = view.best.get(cell.key)
+            if rec is None or rec.kind != "cell" or rec.status == FINISHED:
+                continue
+            if all(view.done(t.key) for t in self.plan.trials_of(cell)):
+                self.tracker.finish(rec.run_id)
 
     def guard(self, pending: list[Trial], needed: set[str]) -> None:
         """Decode what the pending work uses, then run the leakage guard (before any training)."""

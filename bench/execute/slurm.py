@@ -1,0 +1,252 @@
+"""``bench run --executor slurm``: the suite as SLURM job arrays, through submitit.
+
+The DAG becomes waves: stages of depth 1, stages of depth 2, …, then every trial. Each wave's
+pending units are packed into tasks of about ``slurm.pack_minutes`` of estimated work (a cell's
+trials stay together so that a HeadBank can train them at once), the tasks go out as job arrays
+of at most ``max_array_size`` tasks, and the next wave is submitted when the previous one has
+ended. A task is an ordinary worker restricted to its pack: it claims each unit, so a requeued or
+duplicated task never runs a unit twice. On timeout or preemption submitit calls
+:meth:`PackTask.checkpoint`: the task's RUNNING claims are released (KILLED) and it is requeued —
+stages resume from their last epoch checkpoint.
+
+This process waits for the waves (run it in tmux/screen or a small CPU job); if it dies, running
+``bench run --executor slurm`` again picks up what is left.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bench.config.schema import SlurmSpec
+from bench.plan import Plan, StageNode, Trial
+from bench.track import FINISHED, RunRecord, Tracker
+
+_CURRENT: list[Any] = []  # the LocalExecutor of a running task (for checkpoint())
+
+
+@dataclass
+class Pack:
+    """Unit keys run by one array task, with their estimated seconds."""
+
+    keys: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def stage_depth(plan: Plan) -> dict[str, int]:
+    """Depth of every stage in the chain DAG (1 = trained from an initialisation)."""
+    by_key = {s.key: s for s in plan.stages}
+    depth: dict[str, int] = {}
+
+    def d(node: StageNode) -> int:
+        if node.key not in depth:
+            parent = by_key.get(node.parent_key)
+            depth[node.key] = 1 if parent is None else d(parent) + 1
+        return depth[node.key]
+
+    for s in plan.stages:
+        d(s)
+    return depth
+
+
+def estimate_seconds(records: Sequence[RunRecord], spec: SlurmSpec, plan: Plan) -> dict[str, float]:
+    """Estimated seconds per unit key: the mean duration of finished trials of the same cell,
+    of finished stages, else the suite's defaults."""
+    per_cell: dict[str, list[float]] = {}
+    stages: list[float] = []
+    for r in records:
+        if r.status != FINISHED or not r.end_time:
+            continue
+        secs = (r.end_time - r.start_time) / 1000
+        if r.kind == "trial":
+            per_cell.setdefault(r.tags.get("bench.cell_key", ""), []).append(secs)
+        elif r.kind == "stage":
+            stages.append(secs)
+    out: dict[str, float] = {}
+    for t in plan.trials:
+        seen = per_cell.get(t.cell.key)
+        out[t.key] = sum(seen) / len(seen) if seen else spec.trial_minutes * 60
+    for s in plan.stages:
+        out[s.key] = sum(stages) / len(stages) if stages else spec.stage_minutes * 60
+    return out
+
+
+def pack_units(groups: Sequence[Sequence[str]], seconds: dict[str, float],
+               target: float) -> list[Pack]:
+    """Greedy packing in order: fill a pack up to ``target`` seconds; a group (a cell's trials)
+    is split only when it alone exceeds the target."""
+    packs: list[Pack] = []
+    cur = Pack()
+    for group in groups:
+        group_s = sum(seconds[k] for k in group)
+        if cur.keys and cur.seconds + group_s > target:
+            packs.append(cur)
+            cur = Pack()
+        for k in group:
+            if cur.keys and cur.seconds + seconds[k] > target:
+                packs.append(cur)
+                cur = Pack()
+            cur.keys.append(k)
+            cur.seconds += seconds[k]
+    if cur.keys:
+        packs.append(cur)
+    return packs
+
+
+def max_array_size(spec: SlurmSpec) -> int:
+    """``slurm.max_array_size``, else SLURM's MaxArraySize − 1 (the largest index), else 1000."""
+    if spec.max_array_size:
+        return spec.max_array_size
+    if spec.cluster == "slurm" and shutil.which("scontrol"):
+        try:
+            out = subprocess.run(["scontrol", "show", "config"], capture_output=True, text=True,
+                                 timeout=20).stdout
+            for line in out.splitlines():
+                if line.strip().startswith("MaxArraySize"):
+                    return max(1, int(line.split("=")[1].strip()) - 1)
+        except (OSError, subprocess.SubprocessError, ValueError):
+            pass
+    return 1000
+
+
+def chunks(packs: Sequence[Pack], size: int) -> list[list[Pack]]:
+    """Split the packs into arrays of at most ``size`` tasks."""
+    return [list(packs[i:i + size]) for i in range(0, len(packs), size)]
+
+
+def waves(plan: Plan, pending: Sequence[Trial], needed: set[str]) -> list[list[list[str]]]:
+    """The DAG as waves of unit groups: stage depths first (one group per stage), then the
+    pending trials grouped by cell."""
+    depth = stage_depth(plan)
+    out: list[list[list[str]]] = []
+    for d in sorted({depth[k] for k in needed}):
+        out.append([[s.key] for s in plan.stages if s.key in needed and depth[s.key] == d])
+    by_cell: dict[str, list[str]] = {}
+    for t in pending:
+        by_cell.setdefault(t.cell.key, []).append(t.key)
+    if by_cell:
+        out.append(list(by_cell.values()))
+    return out
+
+
+class PackTask:
+    """What one array task runs: ``bench run`` restricted to a pack of unit keys."""
+
+    def __init__(self, run_args: Sequence[str], keys: Sequence[str]):
+        self.run_args = list(run_args)
+        self.keys = list(keys)
+
+    def __call__(self) -> dict[str, Any]:
+        from bench.cli import build_parser, open_suite
+        from bench.execute.local import LocalExecutor
+        from bench.progress import Progress
+
+        args = build_parser().parse_args(["run", *self.run_args])
+        plan, tracker, output = open_suite(args)
+        executor = LocalExecutor(plan, tracker, output, Progress())
+        executor.only = set(self.keys)
+        _CURRENT[:] = [executor]
+        try:
+            summary = executor.run()
+        finally:
+            _CURRENT.clear()
+        return {"stages_run": summary.stages_run, "trials_run": summary.trials_run,
+                "failed": summary.failed, "interrupted": summary.interrupted}
+
+    def checkpoint(self) -> Any:
+        """Timeout or preemption: release this task's claims, then requeue the same pack."""
+        import submitit
+
+        from bench.track import KILLED
+
+        for executor in _CURRENT:
+            hb = executor._heartbeat
+            for run_id in hb.held() if hb is not None else []:
+                try:
+                    executor.tracker.fail(run_id, "requeued after a SLURM timeout or "
+                                                  "preemption", KILLED)
+                except Exception:  # the requeue must happen regardless
+                    pass
+        return submitit.helpers.DelayedSubmission(PackTask(self.run_args, self.keys))
+
+
+def make_executor(spec: SlurmSpec, folder: Path) -> Any:
+    """A configured submitit executor."""
+    try:
+        import submitit
+    except ImportError as exc:
+        from bench.errors import BenchError
+
+        raise BenchError("--executor slurm needs submitit: pip install 'bench[slurm]'") from exc
+    executor = submitit.AutoExecutor(folder=str(folder), cluster=spec.cluster,
+                                     slurm_max_num_timeout=spec.max_requeues,
+                                     local_max_num_timeout=spec.max_requeues)
+    params: dict[str, Any] = {
+        "timeout_min": spec.time_min, "cpus_per_task": spec.cpus_per_task,
+        "mem_gb": spec.mem_gb, "name": "bench",
+    }
+    if spec.cluster == "slurm":
+        params.update(gpus_per_node=spec.gpus_per_task, tasks_per_node=1, nodes=1,
+                      slurm_array_parallelism=spec.array_parallelism,
+                      slurm_setup=list(spec.setup))
+        extra = dict(spec.additional)
+        if spec.account:
+            extra["account"] = spec.account
+        if spec.qos:
+            extra["qos"] = spec.qos
+        if spec.partition:
+            params["slurm_partition"] = spec.partition
+        if extra:
+            params["slurm_additional_parameters"] = extra
+    executor.update_parameters(**params)
+    return executor
+
+
+def run_slurm(plan: Plan, tracker: Tracker, output: Path, run_args: Sequence[str],
+              pending: Sequence[Trial], needed: set[str], say: Callable[[str], None],
+              poll: float = 10.0) -> int:
+    """Submit the waves and wait for them; return 0 when every unit finished, else 1."""
+    spec = plan.suite.slurm
+    folder = Path(spec.folder) if spec.folder else output / "slurm"
+    executor = make_executor(spec, folder)
+    size = max_array_size(spec)
+    failed = 0
+    for i, wave in enumerate(waves(plan, pending, needed), 1):
+        records = tracker.runs()
+        done = {r.key for r in records if r.status == FINISHED}
+        groups = [[k for k in g if k not in done] for g in wave]
+        groups = [g for g in groups if g]
+        if not groups:
+            continue
+        seconds = estimate_seconds(records, spec, plan)
+        packs = pack_units(groups, seconds, spec.pack_minutes * 60)
+        jobs = []
+        for chunk in chunks(packs, size):
+            with executor.batch():
+                for pack in chunk:
+                    jobs.append(executor.submit(PackTask(run_args, pack.keys)))
+        units = sum(len(g) for g in groups)
+        say(f"wave {i}: {units} unit(s) in {len(packs)} task(s) "
+            f"({len(chunks(packs, size))} array(s)); job {jobs[0].job_id.split('_')[0]} …")
+        while not all(j.done() for j in jobs):
+            time.sleep(poll)
+        for job, pack in zip(jobs, [p for c in chunks(packs, size) for p in c], strict=True):
+            try:
+                result = job.result()
+                for f in result["failed"]:
+                    say(f"  FAILED {f}")
+                failed += len(result["failed"])
+            except Exception as exc:
+                failed += 1
+                say(f"  task {job.job_id} ({len(pack.keys)} unit(s)) ended with an error: "
+                    f"{str(exc).strip().splitlines()[-1] if str(exc).strip() else exc!r} "
+                    f"(log: {folder})")
+    left = [t for t in plan.trials if t.key not in {r.key for r in tracker.runs()
+                                                     if r.status == FINISHED}]
+    say(f"slurm: {len(plan.trials) - len(left)} of {len(plan.trials)} trial(s) finished")
+    return 0 if not left and not failed else 1

@@ -1,0 +1,71 @@
+"""Several worker processes on one machine: ``bench run --workers N`` or ``--gpus 0,1,…``.
+
+Each worker is a plain ``bench run`` of the same suite (so it claims its units like any other
+process); with ``--gpus`` worker *i* sees only GPU *i* (``CUDA_VISIBLE_DEVICES``), on the CPU the
+cores are shared out (``BENCH_THREADS``). The parent prepares the data once (decoded cache and
+leakage guard), starts the workers, prefixes their lines with ``[w<i>]``, forwards Ctrl-C and
+returns 0 when every worker finished its work, 130 when interrupted, 1 otherwise.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Callable, Sequence
+
+
+def worker_env(index: int, n: int, gpus: Sequence[str] | None) -> dict[str, str]:
+    """Environment of worker ``index`` of ``n``."""
+    env = {**os.environ, "BENCH_WORKER": str(index), "BENCH_PLAIN": "1",
+           "PYTHONUNBUFFERED": "1"}
+    if gpus:
+        env["CUDA_VISIBLE_DEVICES"] = gpus[index]
+    else:
+        env.setdefault("BENCH_THREADS", str(max(1, (os.cpu_count() or 1) // n)))
+    return env
+
+
+def run_workers(run_args: Sequence[str], n: int, gpus: Sequence[str] | None,
+                say: Callable[[str], None]) -> int:
+    """Start ``n`` workers running ``bench run <run_args>``; wait for them; return the exit code."""
+    procs: list[subprocess.Popen] = []
+    for i in range(n):
+        procs.append(subprocess.Popen([sys.executable, "-m", "bench", "run", *run_args],
+                                      env=worker_env(i, n, gpus), stdout=subprocess.PIPE,
+                                      stderr=subprocess.STDOUT, text=True,
+                                      start_new_session=False))
+    where = [f"GPU {g}" for g in gpus] if gpus else ["CPU"] * n
+    say(f"started {n} worker(s): " + ", ".join(f"w{i} pid {p.pid} on {w}"
+                                                for i, (p, w) in enumerate(zip(procs, where,
+                                                                                strict=True))))
+
+    def pump(i: int, proc: subprocess.Popen) -> None:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            say(f"[w{i}] {line.rstrip()}")
+
+    readers = [threading.Thread(target=pump, args=(i, p), daemon=True)
+               for i, p in enumerate(procs)]
+    for t in readers:
+        t.start()
+    interrupted = False
+    while True:
+        try:
+            codes = [p.wait() for p in procs]
+            break
+        except KeyboardInterrupt:
+            interrupted = True
+            for p in procs:
+                if p.poll() is None:
+                    p.send_signal(signal.SIGINT)
+    for t in readers:
+        t.join(timeout=5)
+    bad = {i: c for i, c in enumerate(codes) if c != 0}
+    if bad:
+        say("worker exit codes: " + ", ".join(f"w{i}={c}" for i, c in bad.items()))
+    if interrupted or 130 in codes:
+        return 130
+    return 0 if not bad else 1

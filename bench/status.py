@@ -1,0 +1,69 @@
+"""``bench status``: finished / running / failed / killed / pending per stage and per cell."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Mapping
+
+from bench.plan import Plan
+from bench.track import RunRecord
+
+STATES = ("FINISHED", "RUNNING", "FAILED", "KILLED", "pending")
+
+
+def _state(status: Mapping[str, RunRecord], key: str) -> str:
+    r = status.get(key)
+    return r.status if r else "pending"
+
+
+def count_status(plan: Plan, status: Mapping[str, RunRecord]) -> Counter:
+    """Trials of the plan per state (``pending``: no run yet)."""
+    c: Counter = Counter({s: 0 for s in STATES})
+    c.update(_state(status, t.key) for t in plan.trials)
+    return c
+
+
+def describe_status(plan: Plan, status: Mapping[str, RunRecord]) -> str:
+    """A table of stages and cells with their trial counts per state, the running units with
+    their owner and last heartbeat, and the failure reasons."""
+    from bench.execute.claims import HEARTBEAT_TAG, OWNER_TAG, claim_alive
+
+    lines = [f"suite {plan.suite.name}"]
+    running: list[str] = []
+    if plan.stages:
+        lines.append("")
+        lines.append("stages:")
+        for s in plan.stages:
+            st = _state(status, s.key)
+            lines.append(f"  {st.lower():<9} {s.label}")
+    lines.append("")
+    head = f"  {'cell':<44}" + "".join(f"{h.lower():>10}" for h in STATES)
+    lines.append(head)
+    total: Counter = Counter({s: 0 for s in STATES})
+    failures: list[str] = []
+    for c in plan.cells:
+        n = Counter({s: 0 for s in STATES})
+        for t in plan.trials_of(c):
+            st = _state(status, t.key)
+            n[st] += 1
+            r = status.get(t.key)
+            if st in ("FAILED", "KILLED") and r is not None:
+                failures.append(f"  {c.name} seed={t.seed}: {st.lower()}: "
+                                f"{r.tags.get('bench.failure', '(no reason recorded)')}")
+        total += n
+        lines.append(f"  {c.name:<44}" + "".join(f"{n[s]:>10}" for s in STATES))
+    lines.append(f"  {'total':<44}" + "".join(f"{total[s]:>10}" for s in STATES))
+    now = time.time()
+    for r in status.values():
+        if r.status == "RUNNING" and r.kind != "cell":
+            beat = float(r.tags.get(HEARTBEAT_TAG, r.start_time / 1000))
+            alive = "alive" if claim_alive(r, now) else "dead (will be redone)"
+            running.append(f"  {r.kind} {r.tags.get('mlflow.runName', r.key[:12])}: "
+                           f"{r.tags.get(OWNER_TAG, '?')}, heartbeat {now - beat:.0f} s ago, "
+                           f"{alive}")
+    if running:
+        lines += ["", "running:", *running]
+    if failures:
+        lines += ["", "failed or killed:", *failures]
+    return "\n".join(lines)

@@ -1,0 +1,210 @@
+"""Several processes on one suite: claims, workers, a live MLflow server, SIGKILLs, SLURM path.
+
+Every test checks the same three things: each unit (stage, lr search, trial) of the plan has
+exactly one live run and it is FINISHED; no trial was trained twice (the workers' own lines); and
+the metrics equal those of one uninterrupted process in another store (CPU runs are exact).
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from conftest import TINY_SUITE
+
+from bench.config.loader import load_suite
+from bench.execute.local import search_key
+from bench.plan import build_plan
+from bench.results import load_results
+from bench.track import FINISHED, Tracker, default_tracking_uri
+
+pytestmark = pytest.mark.slow
+
+# the tiny suite with a per-cell LR finder on the fine-tune cells (a claimable search unit)
+SEARCH = "    tta: {{passes: 2}}\n"
+SUITE = TINY_SUITE.replace(SEARCH, SEARCH + "    lr_search: {{method: lr_finder, num_it: 10}}\n")
+ENV = {"BENCH_POLL_S": "0.3", "PYTHONUNBUFFERED": "1", "BENCH_PLAIN": "1"}
+
+
+def _write(folder: Path) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "tiny.yaml"
+    path.write_text(SUITE.format(output=folder / "out"))
+    return path
+
+
+def _bench(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "bench", *args], cwd=cwd,
+                            env={**os.environ, **ENV, **(env or {})}, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+
+
+def _plan(suite: Path):
+    return build_plan(load_suite(suite, env={}))
+
+
+def _tracker(suite: Path, uri: str | None = None) -> Tracker:
+    out = suite.parent / "out"
+    return Tracker(uri or default_tracking_uri(out), "tiny", out / "artifacts")
+
+
+def _metrics(suite: Path, uri: str | None = None) -> dict[str, tuple[float, float]]:
+    df = load_results(_plan(suite), _tracker(suite, uri))
+    return {k: (round(a, 6), round(f, 6)) for k, a, f in
+            zip(df["trial_key"], df["accuracy"], df["f1_weighted"], strict=True)}
+
+
+def _assert_exactly_once(suite: Path, uri: str | None = None) -> None:
+    plan = _plan(suite)
+    units = ([s.key for s in plan.stages] + [t.key for t in plan.trials]
+             + [search_key(c) for c in plan.cells if c.spec.lr_search.method != "fixed"])
+    runs = _tracker(suite, uri).runs()
+    per_key = Counter(r.key for r in runs if r.kind != "cell")
+    assert {k: per_key[k] for k in units} == {k: 1 for k in units}, per_key
+    assert all(r.status == FINISHED for r in runs if r.key in set(units))
+    cells = Counter(r.key for r in runs if r.kind == "cell")
+    assert set(cells.values()) == {1} and len(cells) == len(plan.cells)
+
+
+def _trained_lines(outputs: list[str]) -> Counter:
+    """'[k/n] <cell> seed=<s>: …' lines across workers: which trials each process trained."""
+    seen: Counter = Counter()
+    for text in outputs:
+        for line in text.splitlines():
+            if "seed=" in line and ": accuracy" in line and "] " in line:
+                seen[line.split("] ", 1)[1].split(":")[0].strip()] += 1
+    return seen
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory) -> dict[str, tuple[float, float]]:
+    """Metrics of one uninterrupted process."""
+    suite = _write(tmp_path_factory.mktemp("reference"))
+    proc = _bench("run", str(suite), cwd=suite.parent)
+    out, _ = proc.communicate(timeout=300)
+    assert proc.returncode == 0, out
+    return _metrics(suite)
+
+
+def test_two_concurrent_processes_run_every_unit_once(tmp_path: Path, reference) -> None:
+    suite = _write(tmp_path)
+    procs = [_bench("run", str(suite), cwd=tmp_path) for _ in range(2)]
+    outs = [p.communicate(timeout=300)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outs
+    _assert_exactly_once(suite)
+    trained = _trained_lines(outs)
+    assert len(trained) == 8 and set(trained.values()) == {1}, trained
+    assert _metrics(suite) == reference
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def mlflow_server(tmp_path: Path):
+    """A real ``mlflow server`` on loopback with a SQLite backend; yields its URI."""
+    port = _free_port()
+    exe = Path(sys.executable).with_name("mlflow")
+    proc = subprocess.Popen([str(exe), "server", "--host", "127.0.0.1", "--port", str(port),
+                             "--backend-store-uri", f"sqlite:///{tmp_path / 'server.db'}",
+                             "--default-artifact-root", (tmp_path / "server-artifacts").as_uri(),
+                             "--workers", "2"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    uri = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 120
+    while True:
+        try:
+            with urllib.request.urlopen(f"{uri}/health", timeout=2) as r:
+                if r.status == 200:
+                    break
+        except OSError:
+            pass
+        if proc.poll() is not None or time.time() > deadline:
+            proc.kill()
+            pytest.fail("mlflow server did not start")
+        time.sleep(0.5)
+    yield uri
+    os.killpg(proc.pid, signal.SIGTERM)
+    proc.wait(timeout=30)
+
+
+def test_three_workers_against_a_live_mlflow_server(tmp_path: Path, mlflow_server: str,
+                                                    reference) -> None:
+    suite = _write(tmp_path)
+    proc = _bench("run", str(suite), "--tracking-uri", mlflow_server, "--workers", "3",
+                  cwd=tmp_path)
+    out, _ = proc.communicate(timeout=400)
+    assert proc.returncode == 0, out
+    assert "started 3 worker(s)" in out
+    workers = {line.split("]")[0] for line in out.splitlines() if line.startswith("[w")}
+    assert workers == {"[w0", "[w1", "[w2"}
+    _assert_exactly_once(suite, mlflow_server)
+    trained = _trained_lines([out])
+    assert len(trained) == 8 and set(trained.values()) == {1}, trained
+    assert _metrics(suite, mlflow_server) == reference
+    assert "trials: 8 finished, 0 failed" in out
+
+
+def test_ten_sigkills_lose_nothing_and_change_nothing(tmp_path: Path, reference) -> None:
+    suite = _write(tmp_path)
+    rng = random.Random(20261125)
+    finished_before: set[str] = set()
+    for _ in range(10):
+        proc = _bench("run", str(suite), cwd=tmp_path)
+        time.sleep(rng.uniform(2.0, 12.0))
+        proc.send_signal(signal.SIGKILL)
+        proc.communicate(timeout=60)
+        runs = _tracker(suite).runs() if (tmp_path / "out" / "mlflow.db").exists() else []
+        finished = {r.key for r in runs if r.status == FINISHED}
+        assert finished >= finished_before  # nothing finished is ever lost
+        finished_before = finished
+        per_key = Counter(r.key for r in runs if r.status == FINISHED)
+        assert not [k for k, n in per_key.items() if n > 1]
+    proc = _bench("run", str(suite), cwd=tmp_path)
+    out, _ = proc.communicate(timeout=300)
+    assert proc.returncode == 0, out
+    _assert_exactly_once_finished(suite)
+    assert _metrics(suite) == reference
+
+
+def _assert_exactly_once_finished(suite: Path) -> None:
+    """After kills, KILLED runs may remain beside the FINISHED one; never two FINISHED."""
+    plan = _plan(suite)
+    runs = _tracker(suite).runs()
+    finished = Counter(r.key for r in runs if r.status == FINISHED and r.kind != "cell")
+    units = [s.key for s in plan.stages] + [t.key for t in plan.trials]
+    assert {k: finished[k] for k in units} == {k: 1 for k in units}
+    assert not [r for r in runs if r.status == "RUNNING" and r.kind != "cell"]
+
+
+def test_submitit_local_executor_runs_the_suite_through_the_slurm_path(tmp_path: Path,
+                                                                       reference) -> None:
+    pytest.importorskip("submitit")
+    suite = _write(tmp_path)
+    suite.write_text(suite.read_text() + "slurm: {cluster: local, pack_minutes: 0.9, "
+                                         "trial_minutes: 0.2, time_min: 10}\n")
+    proc = _bench("run", str(suite), "--executor", "slurm", cwd=tmp_path)
+    out, _ = proc.communicate(timeout=500)
+    assert proc.returncode == 0, out
+    # waves: the supervised stage, then the BT stage on top of it, then the trials (packed)
+    assert "wave 1: 1 unit(s) in 1 task(s)" in out
+    assert "wave 2: 1 unit(s) in 1 task(s)" in out
+    assert "wave 3: 8 unit(s) in 2 task(s)" in out
+    assert "slurm: 8 of 8 trial(s) finished" in out
+    _assert_exactly_once(suite)
+    assert _metrics(suite) == reference
+    logs = list((tmp_path / "out" / "slurm").glob("*_result.pkl"))
+    assert len(logs) == 4

@@ -1,0 +1,181 @@
+"""Claims, status, verify, OOM failures, SLURM packing/requeue and progress output."""
+
+from __future__ import annotations
+
+import io
+import os
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from bench.cli import main
+from bench.config.loader import load_suite
+from bench.execute import claims
+from bench.execute.slurm import chunks, pack_units, waves
+from bench.plan import build_plan
+from bench.track import FINISHED, KILLED, RUNNING, Tracker, default_tracking_uri
+
+
+def _tracker(suite: Path) -> Tracker:
+    out = suite.parent / "out"
+    return Tracker(default_tracking_uri(out), "tiny", out / "artifacts")
+
+
+# ---------------------------------------------------------------- claims
+def test_claim_is_exclusive_and_expires(tiny_suite: Path, monkeypatch) -> None:
+    tracker = _tracker(tiny_suite)
+    a, b = claims.new_owner(), claims.new_owner()
+    first = claims.claim(tracker, a, "trial", "k1", "x")
+    assert first is not None
+    assert claims.claim(tracker, b, "trial", "k1", "x") is None  # held by a live owner
+    assert [r.run_id for r in tracker.runs_for_key("k1")] == [first]  # the loser left nothing
+    claims.retire_owner(a)  # its process "ended": the claim is dead at once on this host
+    assert claims.close_dead(tracker, tracker.runs()) == 1
+    assert tracker.runs_for_key("k1")[0].status == KILLED
+    second = claims.claim(tracker, b, "trial", "k1", "x")
+    assert second is not None
+    tracker.finish(second)
+    assert claims.claim(tracker, claims.new_owner(), "trial", "k1", "x") is None  # finished
+    # another host's claim lives while its heartbeat is fresh, then expires after the TTL
+    other = f"elsewhere:{os.getpid()}:abc"
+    run = claims.claim(tracker, other, "trial", "k2", "y")
+    assert run is not None
+    assert claims.claim(tracker, b, "trial", "k2", "y") is None
+    monkeypatch.setenv("BENCH_CLAIM_TTL", "0.2")
+    time.sleep(0.3)
+    assert claims.claim(tracker, b, "trial", "k2", "y") is not None
+    assert claims.close_dead(tracker, tracker.runs()) == 1  # the expired one
+
+
+def test_heartbeat_refreshes_held_runs(tiny_suite: Path) -> None:
+    tracker = _tracker(tiny_suite)
+    run = claims.claim(tracker, claims.new_owner(), "trial", "k3", "z")
+    before = float(tracker.runs_for_key("k3")[0].tags[claims.HEARTBEAT_TAG])
+    with claims.Heartbeat(tracker, interval=0.1) as hb:
+        hb.hold(run)
+        time.sleep(0.5)
+    after = float(tracker.runs_for_key("k3")[0].tags[claims.HEARTBEAT_TAG])
+    assert after > before
+
+
+# ---------------------------------------------------------------- status, verify
+def test_status_and_verify(tiny_suite: Path, capsys) -> None:
+    assert main(["run", str(tiny_suite), "--set", "seeds.count=1"]) == 0
+    capsys.readouterr()
+    assert main(["status", str(tiny_suite)]) == 0
+    out = capsys.readouterr().out
+    assert "finished  rnd+sup+bt" in out
+    assert out.splitlines()[-1].split()[1:] == ["4", "0", "0", "0", "4"]  # 4 finished, 4 pending
+    assert main(["verify", str(tiny_suite)]) == 0
+    out = capsys.readouterr().out
+    assert "OK: data manifests, splits, weights and encoders match" in out
+    assert "data hash(es)" in out and "encoders hash(es)" in out and "split hash(es)" in out
+    runs = _tracker(tiny_suite).runs("trial")
+    for tag in ("bench.git_commit", "bench.torch", "bench.cuda", "bench.cudnn_deterministic",
+                "bench.weights", "bench.encoder_sha256", "bench.split.tgt"):
+        assert all(tag in r.tags for r in runs if "sup+bt" in r.tags["bench.cell"]), tag
+    # a replaced encoder file and changed data are both reported, with the runs concerned
+    enc = next((tiny_suite.parent / "out" / "encoders").glob("*.pt"))
+    state = torch.load(enc, weights_only=True)
+    next(iter(state.values())).add_(1.0)
+    torch.save(state, enc)
+    assert main(["verify", str(tiny_suite), "--set", "datasets.tgt.synthetic.seed=6"]) == 1
+    out = capsys.readouterr().out
+    assert "MISMATCH" in out and "encoder" in out and "manifest.tgt:train" in out
+
+
+def test_out_of_memory_fails_the_trial_with_a_hint(tiny_suite: Path, monkeypatch,
+                                                   capsys) -> None:
+    import bench.train.trial as trial_mod
+
+    real = trial_mod.run_trial
+
+    def flaky(backbone, spec, *args, **kwargs):
+        if spec.kind == "fine_tune":
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return real(backbone, spec, *args, **kwargs)
+
+    monkeypatch.setattr(trial_mod, "run_trial", flaky)
+    sets = ["--set", "grid.chains=[[]]", "--set", "contrasts=[]"]
+    assert main(["run", str(tiny_suite), *sets]) == 1
+    runs = _tracker(tiny_suite).runs("trial")
+    failed = [r for r in runs if r.status == "FAILED"]
+    assert len(failed) == 2 and len([r for r in runs if r.status == FINISHED]) == 2
+    assert all("lower the batch_size" in r.tags["bench.failure"] for r in failed)
+    assert "out of GPU memory" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------- SLURM planning
+def test_packing_and_array_chunks() -> None:
+    secs = {f"t{i}": 10.0 for i in range(10)}
+    packs = pack_units([["t0", "t1", "t2"], ["t3", "t4", "t5"], ["t6"], ["t7", "t8", "t9"]],
+                       secs, 40.0)
+    assert [p.keys for p in packs] == [["t0", "t1", "t2"], ["t3", "t4", "t5", "t6"],
+                                       ["t7", "t8", "t9"]]
+    # a group larger than the target is split; nothing is lost or repeated
+    packs = pack_units([[f"t{i}" for i in range(10)]], secs, 25.0)
+    assert [len(p.keys) for p in packs] == [2, 2, 2, 2, 2]
+    assert [k for p in packs for k in p.keys] == [f"t{i}" for i in range(10)]
+    assert [len(c) for c in chunks(packs, 2)] == [2, 2, 1]
+
+
+def test_waves_follow_the_dag(tiny_suite: Path) -> None:
+    plan = build_plan(load_suite(tiny_suite, env={}))
+    w = waves(plan, plan.trials, {s.key for s in plan.stages})
+    sup, bt = plan.stages  # bt is trained on top of sup
+    assert w[0] == [[sup.key]] and w[1] == [[bt.key]]
+    assert sorted(k for g in w[2] for k in g) == sorted(t.key for t in plan.trials)
+    assert all(len({t.cell.key for t in plan.trials if t.key in g}) == 1 for g in w[2])
+
+
+def test_requeue_releases_the_task_claims(tiny_suite: Path) -> None:
+    submitit = pytest.importorskip("submitit")
+    from bench.execute import slurm
+
+    tracker = _tracker(tiny_suite)
+    owner = claims.new_owner()
+    run = claims.claim(tracker, owner, "trial", "k9", "q")
+
+    class Fake:
+        def __init__(self) -> None:
+            self.tracker = tracker
+            self._heartbeat = claims.Heartbeat(tracker)
+            self._heartbeat.hold(run)
+
+    task = slurm.PackTask(["suite.yaml"], ["k9"])
+    slurm._CURRENT[:] = [Fake()]
+    try:
+        again = task.checkpoint()
+    finally:
+        slurm._CURRENT.clear()
+    assert isinstance(again, submitit.helpers.DelayedSubmission)
+    assert again.function.keys == ["k9"]
+    rec = tracker.runs_for_key("k9")[0]
+    assert rec.status == KILLED and "requeued" in rec.tags["bench.failure"]
+    assert rec.status != RUNNING
+
+
+# ---------------------------------------------------------------- progress
+def test_progress_plain_without_a_terminal_and_rich_bars_on_one(capsys) -> None:
+    from rich.console import Console
+
+    from bench.progress import Progress, RichProgress, make_progress
+
+    plain = make_progress()  # pytest's stdout is not a TTY
+    assert type(plain) is Progress
+    plain.epoch("rnd/ft seed=0", 1, 3, 0.5)
+    assert capsys.readouterr().out == "  rnd/ft seed=0: epoch 1/3 loss 0.5000\n"
+    bars = RichProgress()
+    bars.bars.console.file = io.StringIO()
+    bars.console = bars.bars.console
+    bars.set_total(4)
+    bars.unit("stage x", 2)
+    bars.epoch("stage x", 1, 2, 1.25)
+    bars.advance()
+    task = bars.bars.tasks[0]
+    assert task.total == 4 and task.completed == 1
+    assert bars.bars.tasks[1].fields["info"] == "loss 1.2500"
+    bars.close()
+    assert isinstance(bars.console, Console)
