@@ -248,7 +248,7 @@ def build_plan(loaded: LoadedSuite, base_dir: Path | None = None, check_files: b
     right, but its keys are provisional.
     """
     from bench.data.dataset import build_dataset
-    from bench.models.weights import init_fingerprint
+    from bench.models.files import init_fingerprint
 
     suite = loaded.suite
     base = base_dir

@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable
-
-import torch
+from typing import TYPE_CHECKING
 
 from bench.config.schema import SEED_SOURCES
+
+if TYPE_CHECKING:
+    import torch
 
 
 def derive_seed(seed: int, source: str) -> int:
@@ -31,6 +33,8 @@ def trial_seeds(trial_seed: int, base: int, vary: Iterable[str]) -> dict[str, in
 
 def generator(seed: int) -> torch.Generator:
     """A CPU ``torch.Generator`` seeded with ``seed``."""
+    import torch
+
     g = torch.Generator()
     g.manual_seed(seed)
     return g

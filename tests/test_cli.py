@@ -21,6 +21,28 @@ def test_help_does_not_import_heavy_libraries() -> None:
         assert word in res.stdout
 
 
+def test_plan_of_the_paper_suite_does_not_import_torch(tmp_path: Path) -> None:
+    """``bench plan`` validates methods, weights and architectures without torch (start-up)."""
+    root = Path(__file__).resolve().parents[1]
+    code = ("import sys; from bench.cli import main; "
+            f"main(['plan', 'suites/isic2019star.yaml', '--output', {str(tmp_path)!r}]); "
+            "print('HEAVY', [m for m in ('torch', 'torchvision', 'mlflow') if m in sys.modules])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=root)
+    assert "700 trial(s)" in out.stdout
+    assert out.stdout.strip().splitlines()[-1] == "HEAVY []"
+
+
+def test_torchvision_urls_match_torchvision() -> None:
+    import torchvision.models as tvm
+
+    from bench.models.files import TORCHVISION_URLS
+
+    for name, url in TORCHVISION_URLS.items():
+        enum, member = name.split(".")
+        assert getattr(getattr(tvm, enum), member).url == url
+
+
 def test_plan_before_anything_ran(tiny_suite: Path, capsys) -> None:
     assert main(["plan", str(tiny_suite)]) == 0
     out = capsys.readouterr().out

@@ -38,7 +38,7 @@ def _known(kind: str, name: str, names: dict, loc: tuple, out: list[Problem]) ->
 
 def check_references(suite: Suite) -> list[Problem]:
     """Every problem of names and references, with the field path where it occurs."""
-    from bench.models.registry import ARCHS
+    from bench.models.archs import ARCHS
     from bench.plan import cell_name, expand_cells
 
     out: list[Problem] = []
@@ -96,14 +96,17 @@ def _check_method(stage: str, method: str, params: dict) -> list[Problem]:
     from pydantic import ValidationError
 
     from bench.ssl.methods import METHODS, MethodNotFound, resolve_method
+    from bench.ssl.methods.params import BUILTIN_PARAMS
 
     loc = ("stages", stage, "method")
+    model = BUILTIN_PARAMS.get(method)
+    if model is None:
+        try:
+            model = resolve_method(method).Params
+        except MethodNotFound as exc:
+            return [Problem(loc, f"{exc}{did_you_mean(method, METHODS)}")]
     try:
-        cls = resolve_method(method)
-    except MethodNotFound as exc:
-        return [Problem(loc, f"{exc}{did_you_mean(method, METHODS)}")]
-    try:
-        cls.Params.model_validate(params)
+        model.model_validate(params)
     except ValidationError as exc:
         probs = []
         for e in exc.errors(include_url=False):

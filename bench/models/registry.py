@@ -12,18 +12,9 @@ from collections.abc import Callable, Iterator
 import torch
 from torch import nn
 
-ARCHS: dict[str, str] = {
-    "tiny_resnet": "TinyResNet(width=16), 128-d features (CPU tests and the demo)",
-    "tiny_resnet_w8": "TinyResNet(width=8), 64-d features (fastest tests)",
-    "resnet18": "torchvision ResNet-18, 512-d",
-    "resnet34": "torchvision ResNet-34, 512-d",
-    "resnet50": "torchvision ResNet-50, 2048-d",
-    "resnet101": "torchvision ResNet-101, 2048-d",
-    "resnet152": "torchvision ResNet-152, 2048-d",
-    "wide_resnet50_2": "torchvision Wide ResNet-50-2, 2048-d",
-}
+from bench.models.archs import ARCHS, UNFREEZE_GROUPS
 
-UNFREEZE_GROUPS = ("all", "layer4", "last_block")
+__all__ = ["ARCHS", "UNFREEZE_GROUPS"]
 
 
 def build_backbone(arch: str) -> nn.Module:

@@ -7,76 +7,25 @@ encoder keys that are missing or unexpected are reported by name.
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from bench.errors import BenchError
+from bench.models.files import (
+    WeightsError,
+    init_fingerprint,
+    resolve_weights_path,
+    sha256_file,
+    torchvision_weights_file,
+)
 from bench.models.registry import seeded_backbone
+
+__all__ = ["WeightsError", "build_init", "extract_encoder_state", "init_fingerprint",
+           "load_into", "resolve_weights_path", "sha256_file", "torchvision_weights_file"]
 
 _PREFIXES = ("module.", "backbone.", "encoder.", "model.")
 _IGNORED_HEADS = ("fc.", "projector.", "head.", "classifier.", "bn.", "predictor.")
-
-
-class WeightsError(BenchError, RuntimeError):
-    """Weights cannot be found, read or matched to the architecture."""
-
-
-def sha256_file(path: Path, chunk: int = 1 << 22) -> str:
-    """Hex sha256 of a file's bytes."""
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
-
-
-def torchvision_weights_file(source: str) -> tuple[Path, str]:
-    """(expected local path, download URL) of ``torchvision:ResNet50_Weights.IMAGENET1K_V2``."""
-    import torchvision.models as tvm
-
-    spec = source.removeprefix("torchvision:")
-    try:
-        enum_name, member = spec.split(".")
-        weights = getattr(getattr(tvm, enum_name), member)
-    except (ValueError, AttributeError) as exc:
-        raise WeightsError(
-            f"unknown torchvision weights {spec!r}; expected e.g. ResNet50_Weights.IMAGENET1K_V2"
-        ) from exc
-    url = weights.url
-    folder = Path(torch.hub.get_dir()) / "checkpoints"
-    return folder / url.rsplit("/", 1)[-1], url
-
-
-def resolve_weights_path(source: str, base: Path | None = None) -> Path | None:
-    """Local file of a weights source (``None`` for ``random``); error if it is absent."""
-    if source == "random":
-        return None
-    if source.startswith("file:"):
-        path = Path(source.removeprefix("file:")).expanduser()
-        if not path.is_absolute() and base is not None:
-            path = base / path
-        if not path.is_file():
-            raise WeightsError(f"weights file not found: {path}")
-        return path
-    path, url = torchvision_weights_file(source)
-    if not path.is_file():
-        raise WeightsError(
-            f"torchvision weights {source.removeprefix('torchvision:')} are not on this machine. "
-            f"bench never downloads: fetch {url} and place it as {path} "
-            f"(or set TORCH_HOME so that <TORCH_HOME>/hub/checkpoints/ holds it)"
-        )
-    return path
-
-
-def init_fingerprint(arch: str, source: str, seed: int, base: Path | None = None) -> str:
-    """Content fingerprint of an init: sha256 of the weights file, or of (arch, seed) if random."""
-    path = resolve_weights_path(source, base)
-    if path is None:
-        return hashlib.sha256(f"random:{arch}:{seed}".encode()).hexdigest()
-    return sha256_file(path)
 
 
 def extract_encoder_state(obj: object) -> dict[str, torch.Tensor]:

@@ -14,18 +14,10 @@ from __future__ import annotations
 from typing import ClassVar
 
 import torch
-from pydantic import Field
 from torch import Tensor, nn
 
-from bench.ssl.methods.base import Method, MethodParams, ProjectorSpec, build_projector
-
-
-class BarlowTwinsParams(MethodParams):
-    """Barlow Twins settings (defaults: the paper's)."""
-
-    projector: ProjectorSpec = Field(default_factory=ProjectorSpec)
-    lambda_offdiag: float = Field(1 / 8192, gt=0, description="Weight of off-diagonal terms.")
-    sparse_head: float = Field(0.0, ge=0, description="Coefficient of the L2,1 head penalty.")
+from bench.ssl.methods.base import Method, MethodParams, build_projector
+from bench.ssl.methods.params import BarlowTwinsParams
 
 
 def _standardise(z: Tensor) -> Tensor:

@@ -10,23 +10,11 @@ from __future__ import annotations
 from typing import ClassVar, Literal
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field
 from torch import Tensor, nn
 
+from bench.ssl.methods.params import MethodParams, ProjectorSpec
 
-class MethodParams(BaseModel):
-    """Base of a method's parameters; unknown keys are errors."""
-
-    model_config = ConfigDict(extra="forbid")
-
-
-class ProjectorSpec(BaseModel):
-    """An MLP projector: Linear → [BN] → ReLU … → Linear (last layer: no BN, no ReLU)."""
-
-    model_config = ConfigDict(extra="forbid")
-    dims: list[int] = Field(default_factory=lambda: [8192, 8192, 8192], min_length=1)
-    batch_norm: bool = True
-    bias: bool = True
+__all__ = ["Method", "MethodParams", "ProjectorSpec", "build_projector"]
 
 
 def build_projector(in_dim: int, spec: ProjectorSpec) -> nn.Sequential:

@@ -16,18 +16,10 @@ from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
-from pydantic import Field
 from torch import Tensor, nn
 
-from bench.ssl.methods.base import Method, MethodParams, ProjectorSpec, build_projector
-
-
-class BYOLParams(MethodParams):
-    """BYOL settings (defaults: the paper's)."""
-
-    projector: ProjectorSpec = Field(default_factory=lambda: ProjectorSpec(dims=[4096, 256]))
-    predictor: ProjectorSpec = Field(default_factory=lambda: ProjectorSpec(dims=[4096, 256]))
-    momentum: float = Field(0.996, ge=0, le=1, description="τ_base of the EMA target.")
+from bench.ssl.methods.base import Method, MethodParams, build_projector
+from bench.ssl.methods.params import BYOLParams
 
 
 def byol_loss(p: Tensor, z: Tensor) -> Tensor:

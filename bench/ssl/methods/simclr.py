@@ -12,18 +12,10 @@ from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
-from pydantic import Field
 from torch import Tensor, nn
 
-from bench.ssl.methods.base import Method, MethodParams, ProjectorSpec, build_projector
-
-
-class SimCLRParams(MethodParams):
-    """SimCLR settings."""
-
-    projector: ProjectorSpec = Field(
-        default_factory=lambda: ProjectorSpec(dims=[2048, 128], batch_norm=True))
-    temperature: float = Field(0.1, gt=0, description="τ of NT-Xent.")
+from bench.ssl.methods.base import Method, MethodParams, build_projector
+from bench.ssl.methods.params import SimCLRParams
 
 
 def nt_xent(z1: Tensor, z2: Tensor, temperature: float) -> Tensor:

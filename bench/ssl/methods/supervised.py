@@ -6,16 +6,10 @@ from __future__ import annotations
 from typing import ClassVar
 
 import torch.nn.functional as F
-from pydantic import Field
 from torch import Tensor, nn
 
 from bench.ssl.methods.base import Method, MethodParams
-
-
-class SupervisedParams(MethodParams):
-    """Supervised pre-training settings."""
-
-    label_smoothing: float = Field(0.0, ge=0, lt=1, description="Cross-entropy label smoothing.")
+from bench.ssl.methods.params import SupervisedParams
 
 
 class Supervised(Method):

@@ -14,20 +14,10 @@ from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
-from pydantic import Field
 from torch import Tensor, nn
 
-from bench.ssl.methods.base import Method, MethodParams, ProjectorSpec, build_projector
-
-
-class VICRegParams(MethodParams):
-    """VICReg settings (defaults: the paper's)."""
-
-    projector: ProjectorSpec = Field(default_factory=ProjectorSpec)
-    sim_coeff: float = Field(25.0, ge=0, description="Invariance weight.")
-    std_coeff: float = Field(25.0, ge=0, description="Variance weight.")
-    cov_coeff: float = Field(1.0, ge=0, description="Covariance weight.")
-    eps: float = Field(1e-4, gt=0, description="Added to the variance before the square root.")
+from bench.ssl.methods.base import Method, MethodParams, build_projector
+from bench.ssl.methods.params import VICRegParams
 
 
 def _off_diagonal_sq_sum(c: Tensor) -> Tensor:
