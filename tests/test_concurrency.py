@@ -137,7 +137,7 @@ def mlflow_server(tmp_path: Path):
             pytest.fail("mlflow server did not start")
         time.sleep(0.5)
     yield uri
-    os.killpg(proc.pid, signal.SIGTERM)
+    os.killpg(proc.pid, signal.SIGKILL)
     proc.wait(timeout=30)
 
 

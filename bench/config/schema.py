@@ -553,6 +553,10 @@ class Suite(Strict):
         "(recorded as a tag); without it that is an error."
     )
     threads: int | None = Field(None, ge=1, description="CPU threads for torch.")
+    compile: bool = Field(
+        False, description="torch.compile the training forward passes on CUDA (speed only; "
+        "never part of a key).", json_schema_extra=COSMETIC
+    )
     datasets: dict[str, DatasetSpec] = Field(description="Named datasets.")
     inits: dict[str, InitSpec] = Field(description="Named initialisations.")
     stages: dict[str, StageSpec] = Field(default_factory=dict, description="Named stages.")

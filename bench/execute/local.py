@@ -153,6 +153,11 @@ class LocalExecutor:
         self.say = progress.say
         suite = plan.suite
         self.device = pick_device(suite.device)
+        from bench.train.loop import set_compile
+
+        set_compile(suite.compile or os.environ.get("BENCH_COMPILE") == "1")
+        if self.device.type == "cuda":
+            torch.backends.cudnn.benchmark = True  # fixed image sizes: pick the fastest kernels
         threads = suite.threads or int(os.environ.get("BENCH_THREADS", "0"))
         if threads:
             torch.set_num_threads(threads)

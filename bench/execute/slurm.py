@@ -15,6 +15,7 @@ This process waits for the waves (run it in tmux/screen or a small CPU job); if 
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import time
@@ -209,8 +210,11 @@ def make_executor(spec: SlurmSpec, folder: Path) -> Any:
 
 def run_slurm(plan: Plan, tracker: Tracker, output: Path, run_args: Sequence[str],
               pending: Sequence[Trial], needed: set[str], say: Callable[[str], None],
-              poll: float = 10.0) -> int:
-    """Submit the waves and wait for them; return 0 when every unit finished, else 1."""
+              poll: float | None = None) -> int:
+    """Submit the waves and wait for them; return 0 when every unit finished, else 1.
+    ``poll``: seconds between looks at the jobs (default ``BENCH_POLL_S``, else 10)."""
+    if poll is None:
+        poll = float(os.environ.get("BENCH_POLL_S", "10"))
     spec = plan.suite.slurm
     folder = Path(spec.folder) if spec.folder else output / "slurm"
     executor = make_executor(spec, folder)

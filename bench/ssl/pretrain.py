@@ -24,7 +24,7 @@ from bench.models.registry import frozen_modes, set_trainable
 from bench.seeds import derive_seed, generator
 from bench.ssl.augment import SSLViews, TrainAugment, ViewSpec
 from bench.ssl.methods.base import Method
-from bench.train.loop import autocast, prepare, run_epoch
+from bench.train.loop import autocast, maybe_compile, prepare, run_epoch
 from bench.train.lr_finder import lr_find
 from bench.train.optim import make_optimizer, make_scheduler, param_groups
 
@@ -79,8 +79,10 @@ def run_stage(
     order_gen = generator(derive_seed(spec.seed, "order"))
     aug_gen = generator(derive_seed(spec.seed, "augment"))
 
+    backbone_fwd = maybe_compile(backbone, device)
+
     def encoder(x: Tensor) -> Tensor:
-        return backbone(norm(x))
+        return backbone_fwd(norm(x))
 
     def loss_fn(x: Tensor, y: Tensor | None) -> Tensor:
         views = list(views_fn(x, aug_gen))

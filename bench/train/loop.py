@@ -23,6 +23,23 @@ def autocast(device: torch.device) -> contextlib.AbstractContextManager:
     return contextlib.nullcontext()
 
 
+_COMPILE = {"on": False}
+
+
+def set_compile(on: bool) -> None:
+    """Switch ``torch.compile`` of the training forward passes on CUDA (``compile: true`` in a
+    suite, or ``BENCH_COMPILE=1``)."""
+    _COMPILE["on"] = bool(on)
+
+
+def maybe_compile(module: nn.Module, device: torch.device) -> Callable[..., Tensor]:
+    """``torch.compile(module)`` when switched on and on CUDA, else the module itself. The
+    compiled wrapper shares the module's parameters; state dicts are taken from the module."""
+    if _COMPILE["on"] and device.type == "cuda":
+        return torch.compile(module)
+    return module
+
+
 def prepare(module: nn.Module, device: torch.device) -> nn.Module:
     """Move to the device; channels_last memory format on CUDA."""
     module = module.to(device)

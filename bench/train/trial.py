@@ -23,7 +23,7 @@ from bench.models.heads import Classifier, init_linear
 from bench.models.registry import frozen_modes, set_trainable
 from bench.seeds import generator
 from bench.ssl.augment import TrainAugment
-from bench.train.loop import autocast, prepare, run_epoch, state_digest
+from bench.train.loop import autocast, maybe_compile, prepare, run_epoch, state_digest
 from bench.train.lr_finder import lr_find
 from bench.train.metrics import compute_metrics
 from bench.train.optim import make_optimizer, make_scheduler, param_groups
@@ -96,6 +96,7 @@ def run_trial(
     head = nn.Linear(backbone.feature_dim, n_classes)
     init_linear(head, generator(seeds["head"]))
     model = prepare(Classifier(backbone, head, normalize=protocol.normalize), device)
+    forward = maybe_compile(model, device)
     aug = augment_for(protocol)
     order_gen, aug_gen = generator(seeds["order"]), generator(seeds["augment"])
     bs = protocol.batch_size
@@ -104,7 +105,7 @@ def run_trial(
 
     def loss_fn(x: Tensor, y: Tensor | None) -> Tensor:
         with autocast(device):
-            logits = model(aug(x, aug_gen))
+            logits = forward(aug(x, aug_gen))
         return F.cross_entropy(logits.float(), y)
 
     weights = balanced_weights(train) if protocol.sampling == "balanced" else None
