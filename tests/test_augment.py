@@ -108,3 +108,32 @@ def test_blur_sigma_per_image_within_range() -> None:
     sigma = torch.sqrt(1 / (2 * math.pi * centre))
     assert float(sigma.min()) > 0.45 and float(sigma.max()) < 2.05
     assert float(sigma.std()) > 0.2  # one σ per image, not per batch
+
+
+def test_colour_jitter_equals_kornia_saturation_then_hue() -> None:
+    """The fused HSV round trip on the drawn subset equals kornia's two calls on every image."""
+    import math
+
+    import kornia
+
+    from bench.ssl import augment as A
+
+    x = torch.rand(64, 3, 32, 32, generator=generator(5))
+    v = A.ViewSpec()
+    fused = A.colour_jitter(x, v, generator(1))
+    g, n = generator(1), 64
+    on = A._bernoulli(n, v.jitter_p, g)
+    b = A._uniform(n, 1 - v.brightness, 1 + v.brightness, g)
+    c = A._uniform(n, 1 - v.contrast, 1 + v.contrast, g)
+    s = A._uniform(n, 1 - v.saturation, 1 + v.saturation, g)
+    h = A._uniform(n, -v.hue, v.hue, g)
+    b, c, s = (torch.where(on, t, torch.ones(n)) for t in (b, c, s))
+    h = torch.where(on, h, torch.zeros(n))
+    y = (x * b[:, None, None, None]).clamp(0, 1)
+    mean = kornia.color.rgb_to_grayscale(y).mean(dim=(1, 2, 3), keepdim=True)
+    y = ((y - mean) * c[:, None, None, None] + mean).clamp(0, 1)
+    y = kornia.enhance.adjust_saturation(y, s).clamp(0, 1)
+    y = kornia.enhance.adjust_hue(y, h * 2 * math.pi).clamp(0, 1)
+    assert 0 < int(on.sum()) < n
+    assert (y - fused).abs().max() < 1e-5
+    assert torch.equal(fused[~on], x[~on])  # images not drawn are untouched, bit for bit
