@@ -1,7 +1,9 @@
-"""Decoded cache vs a torchvision ImageFolder + PIL DataLoader, on HAM10000 at 64×64.
+"""Decoded cache vs a torchvision ImageFolder + PIL DataLoader, at 64×64.
 
-Both produce the same float tensors (the same decode and the same resize + centre crop); one epoch
-of shuffled batches of 64 is timed for each, after the cache is built. Prints one JSON line.
+On HAM10000 (10,015 JPEGs at 200×150) when ``BENCH_SHARED_DATA`` names a folder holding
+``ham10000/``; otherwise on 6,000 synthetic 192 px JPEGs written to a temporary folder. Both sides
+produce the same float tensors (the same decode and the same resize + centre crop); one epoch of
+shuffled batches of 64 is timed for each, after the cache is built. Prints one JSON line.
 
     BENCH_SHARED_DATA=/path/to/data python benchmarks/bench_cache.py
 """
@@ -34,15 +36,26 @@ def _pil_to_tensor(img) -> torch.Tensor:
 
 def main() -> int:
     root = os.environ.get("BENCH_SHARED_DATA")
-    if not root or not (Path(root) / "ham10000").is_dir():
-        print(json.dumps({"skipped": "set BENCH_SHARED_DATA to the folder holding ham10000/"}))
-        return 0
-    ham = Path(root) / "ham10000"
-    spec = DatasetSpec.model_validate(dict(format="ham10000", root=str(ham / "images"),
-                                           labels=str(ham / "HAM10000_metadata.csv"),
-                                           split={"fractions": {"all": 1.0}}))
-    ds = build_dataset("ham", spec)
     with tempfile.TemporaryDirectory() as tmp:
+        if root and (Path(root) / "ham10000").is_dir():
+            ham = Path(root) / "ham10000"
+            source = "HAM10000 (200x150 JPEG)"
+            spec = DatasetSpec.model_validate(dict(
+                format="ham10000", root=str(ham / "images"),
+                labels=str(ham / "HAM10000_metadata.csv"), split={"fractions": {"all": 1.0}}))
+            files = ham / "images"
+        else:
+            from bench.config.schema import SyntheticSpec
+            from bench.data.synthetic import write_folder
+
+            source = "synthetic (192 px JPEG; set BENCH_SHARED_DATA for HAM10000)"
+            syn = Path(tmp) / "syn"
+            labels = write_folder(SyntheticSpec(n_classes=7, n_images=6000, image_size=192,
+                                                seed=0), syn)
+            spec = DatasetSpec.model_validate(dict(format="csv", labels=str(labels),
+                                                   split={"fractions": {"all": 1.0}}))
+            files = syn
+        ds = build_dataset("ham", spec)
         t0 = time.perf_counter()
         cached = DecodedCache(Path(tmp) / "cache").get(ds, "all", SIZE)
         build_s = time.perf_counter() - t0
@@ -58,7 +71,7 @@ def main() -> int:
         tree = Path(tmp) / "tree"  # ImageFolder layout: class folders of links
         for rel, label in zip(ds.records["rel"], ds.records["label"], strict=True):
             (tree / label).mkdir(parents=True, exist_ok=True)
-            (tree / label / rel).symlink_to(ham / "images" / rel)
+            (tree / label / Path(rel).name).symlink_to(files / rel)
         folder = ImageFolder(str(tree), transform=_pil_to_tensor)
         loader = DataLoader(folder, batch_size=BATCH, shuffle=True, num_workers=2,
                             generator=torch.Generator().manual_seed(0))
@@ -70,13 +83,14 @@ def main() -> int:
 
         # the same tensors: compare a sample of images by file name
         by_name = {Path(p).name: i for i, (p, _) in enumerate(folder.samples)}
-        ids = ds.records["rel"].tolist()
+        ids = [Path(r).name for r in ds.records["rel"]]
         for i in range(0, len(ids), 997):
             a = data.images[i].float() / 255
             b = folder[by_name[ids[i]]][0]
             assert torch.equal(a, b), ids[i]
     print(json.dumps({
-        "benchmark": "decoded_cache_vs_pil_dataloader", "images": n, "size": SIZE,
+        "benchmark": "decoded_cache_vs_pil_dataloader", "source": source, "images": n,
+        "size": SIZE,
         "batch": BATCH, "cores": os.cpu_count(), "cache_build_s": round(build_s, 2),
         "cache_epoch_s": round(cache_s, 3), "pil_dataloader_epoch_s": round(pil_s, 3),
         "speedup": round(pil_s / cache_s, 1), "goal": ">= 5", "same_tensors": True,
