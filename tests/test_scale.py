@@ -179,3 +179,16 @@ def test_progress_plain_without_a_terminal_and_rich_bars_on_one(capsys) -> None:
     assert bars.bars.tasks[1].fields["info"] == "loss 1.2500"
     bars.close()
     assert isinstance(bars.console, Console)
+
+
+def test_worker_environments_pin_one_gpu_each_or_share_the_cores(monkeypatch) -> None:
+    from bench.execute.workers import worker_env
+
+    monkeypatch.delenv("BENCH_THREADS", raising=False)
+    envs = [worker_env(i, 3, ["0", "2", "5"]) for i in range(3)]
+    assert [e["CUDA_VISIBLE_DEVICES"] for e in envs] == ["0", "2", "5"]
+    assert all(e["BENCH_PLAIN"] == "1" for e in envs)
+    cpu = worker_env(1, 2, None)
+    assert "CUDA_VISIBLE_DEVICES" not in cpu or cpu["CUDA_VISIBLE_DEVICES"] == os.environ.get(
+        "CUDA_VISIBLE_DEVICES")
+    assert cpu["BENCH_THREADS"] == str(max(1, (os.cpu_count() or 1) // 2))

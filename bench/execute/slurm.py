@@ -25,8 +25,9 @@ from pathlib import Path
 from typing import Any
 
 from bench.config.schema import SlurmSpec
+from bench.execute.claims import claim_alive
 from bench.plan import Plan, StageNode, Trial
-from bench.track import FINISHED, RunRecord, Tracker
+from bench.track import FINISHED, RUNNING, RunRecord, Tracker
 
 _CURRENT: list[Any] = []  # the LocalExecutor of a running task (for checkpoint())
 
@@ -223,9 +224,20 @@ def run_slurm(plan: Plan, tracker: Tracker, output: Path, run_args: Sequence[str
     for i, wave in enumerate(waves(plan, pending, needed), 1):
         records = tracker.runs()
         done = {r.key for r in records if r.status == FINISHED}
-        groups = [[k for k in g if k not in done] for g in wave]
+        # units held by live tasks (e.g. of an earlier, interrupted submission) are not resubmitted
+        held = {r.key for r in records if r.status == RUNNING and claim_alive(r)}
+        groups = [[k for k in g if k not in done and k not in held] for g in wave]
         groups = [g for g in groups if g]
+        wave_held = held & {k for g in wave for k in g}
+        if wave_held:
+            say(f"wave {i}: {len(wave_held)} unit(s) still running from an earlier submission")
         if not groups:
+            try:
+                while wave_held and any(r.key in wave_held and r.status == RUNNING
+                                        and claim_alive(r) for r in tracker.runs()):
+                    time.sleep(poll)
+            except KeyboardInterrupt:
+                return 130
             continue
         seconds = estimate_seconds(records, spec, plan)
         packs = pack_units(groups, seconds, spec.pack_minutes * 60)
@@ -237,8 +249,14 @@ def run_slurm(plan: Plan, tracker: Tracker, output: Path, run_args: Sequence[str
         units = sum(len(g) for g in groups)
         say(f"wave {i}: {units} unit(s) in {len(packs)} task(s) "
             f"({len(chunks(packs, size))} array(s)); job {jobs[0].job_id.split('_')[0]} …")
-        while not all(j.done() for j in jobs):
-            time.sleep(poll)
+        try:
+            while not all(j.done() for j in jobs):
+                time.sleep(poll)
+        except KeyboardInterrupt:
+            ids = sorted({j.job_id.split("_")[0] for j in jobs})
+            say(f"interrupted: the submitted jobs keep running (scancel {' '.join(ids)} to stop "
+                "them); run the same command again to follow and submit the next waves")
+            return 130
         for job, pack in zip(jobs, [p for c in chunks(packs, size) for p in c], strict=True):
             try:
                 result = job.result()

@@ -3,7 +3,8 @@
 Each worker is a plain ``bench run`` of the same suite (so it claims its units like any other
 process); with ``--gpus`` worker *i* sees only GPU *i* (``CUDA_VISIBLE_DEVICES``), on the CPU the
 cores are shared out (``BENCH_THREADS``). The parent prepares the data once (decoded cache and
-leakage guard), starts the workers, prefixes their lines with ``[w<i>]``, forwards Ctrl-C and
+leakage guard), starts the workers, prefixes their lines with ``[w<i>]``, forwards each Ctrl-C
+(the first asks every worker to stop after its current checkpoint, a second stops them at once) and
 returns 0 when every worker finished its work, 130 when interrupted, 1 otherwise.
 """
 
@@ -36,7 +37,9 @@ def run_workers(run_args: Sequence[str], n: int, gpus: Sequence[str] | None,
         procs.append(subprocess.Popen([sys.executable, "-m", "bench", "run", *run_args],
                                       env=worker_env(i, n, gpus), stdout=subprocess.PIPE,
                                       stderr=subprocess.STDOUT, text=True,
-                                      start_new_session=False))
+                                      # Ctrl-C reaches the parent only; it forwards one SIGINT
+                                      # per Ctrl-C (the first: stop after the checkpoint)
+                                      start_new_session=True))
     where = [f"GPU {g}" for g in gpus] if gpus else ["CPU"] * n
     say(f"started {n} worker(s): " + ", ".join(f"w{i} pid {p.pid} on {w}"
                                                 for i, (p, w) in enumerate(zip(procs, where,
