@@ -185,14 +185,20 @@ class Tracker:
             self.experiment_id = exp.experiment_id
 
     # ---------------------------------------------------------------- queries
-    def runs(self, kind: str | None = None, key: str | None = None) -> list[RunRecord]:
-        """Every bench run of the experiment (optionally of one kind, or of one key), oldest
-        first. Deleted runs (claims that lost) are not listed."""
+    def runs(self, kind: str | None = None, key: str | None = None, status: str | None = None,
+             ended_since: int | None = None) -> list[RunRecord]:
+        """Every bench run of the experiment, oldest first — optionally only one kind, one key,
+        one status, or those that ended at or after ``ended_since`` (ms). Deleted runs (claims
+        that lost) are not listed."""
         filt = "tags.`bench.key` != ''"
         if kind:
             filt = f"tags.`bench.kind` = '{kind}'"
         if key:
             filt = f"tags.`bench.key` = '{key}'"
+        if status:
+            filt += f" and attributes.status = '{status}'"
+        if ended_since is not None:
+            filt += f" and attributes.end_time >= {int(ended_since)}"
         out: list[RunRecord] = []
         token = None
         while True:

@@ -192,3 +192,27 @@ def test_worker_environments_pin_one_gpu_each_or_share_the_cores(monkeypatch) ->
     assert "CUDA_VISIBLE_DEVICES" not in cpu or cpu["CUDA_VISIBLE_DEVICES"] == os.environ.get(
         "CUDA_VISIBLE_DEVICES")
     assert cpu["BENCH_THREADS"] == str(max(1, (os.cpu_count() or 1) // 2))
+
+
+def test_store_view_refreshes_incrementally_and_equals_a_full_read(tiny_suite: Path) -> None:
+    from bench.execute.local import StoreView
+
+    tracker = _tracker(tiny_suite)
+    owner = claims.new_owner()
+    done = claims.claim(tracker, owner, "trial", "a", "a")
+    tracker.finish(done)
+    held = claims.claim(tracker, owner, "trial", "b", "b")
+    view = StoreView(tracker)
+
+    def state(records) -> dict[str, str]:
+        return {r.run_id: r.status for r in records}
+
+    assert state(view.refresh()) == {done: FINISHED, held: RUNNING}
+    tracker.finish(held, KILLED)  # a RUNNING run ends
+    new = claims.claim(tracker, owner, "trial", "c", "c")  # a new claim appears
+    lost = tracker.start("trial", "d", "d")
+    tracker.delete_run(lost)  # a claim that lost is deleted
+    seen = view.refresh()
+    assert view._last_full > 0 and state(seen) == state(tracker.runs())
+    assert state(seen) == {done: FINISHED, held: KILLED, new: RUNNING}
+    assert [r.run_id for r in seen] == [r.run_id for r in tracker.runs()]  # oldest first
