@@ -129,6 +129,22 @@ def _store_lock(uri: str) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
+def _create_sqlite_store(db: Path) -> None:
+    """Create and migrate a new SQLite store under a temporary name, then move it into place:
+    a process killed during MLflow's schema migration leaves no half-made store behind (call
+    under :func:`_store_lock`)."""
+    if db.exists():
+        return
+    for left in db.parent.glob(f".{db.name}.*.tmp"):  # leftovers of killed creators
+        left.unlink(missing_ok=True)
+    tmp = db.parent / f".{db.name}.{os.getpid()}.tmp"
+    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+
+    store = SqlAlchemyStore(f"sqlite:///{tmp}", (db.parent / "artifacts").resolve().as_uri())
+    store.engine.dispose()
+    os.replace(tmp, db)
+
+
 class _Retrying:
     """An MlflowClient whose calls retry while a SQLite store is locked by another process."""
 
@@ -164,7 +180,22 @@ class Tracker:
         _quiet()
         self.uri = tracking_uri
         with _store_lock(tracking_uri):  # processes starting together create the store once
-            self.client = _Retrying(MlflowClient(tracking_uri=tracking_uri))
+            if tracking_uri.startswith("sqlite:///"):
+                db = Path(tracking_uri.removeprefix("sqlite:///"))
+                _create_sqlite_store(db)
+            try:
+                self.client = _Retrying(MlflowClient(tracking_uri=tracking_uri))
+            except Exception as exc:
+                if "alembic" not in str(exc).lower() and "already exists" not in str(exc):
+                    raise
+                from bench.errors import BenchError
+
+                raise BenchError(
+                    f"the tracking store {tracking_uri} cannot be opened: its schema is half "
+                    f"migrated (a process was killed while creating or upgrading it). If it holds "
+                    f"no results, delete it and run again; otherwise restore it from a backup. "
+                    f"({type(exc).__name__}: {str(exc).splitlines()[0][:200]})"
+                ) from exc
             self._open_experiment(experiment, artifact_root)
 
     def _open_experiment(self, experiment: str, artifact_root: Path | None) -> None:

@@ -164,7 +164,7 @@ def test_ten_sigkills_lose_nothing_and_change_nothing(tmp_path: Path, reference)
     finished_before: set[str] = set()
     for _ in range(10):
         proc = _bench("run", str(suite), cwd=tmp_path)
-        time.sleep(rng.uniform(2.0, 12.0))
+        time.sleep(rng.uniform(1.5, 9.0))
         proc.send_signal(signal.SIGKILL)
         proc.communicate(timeout=60)
         runs = _tracker(suite).runs() if (tmp_path / "out" / "mlflow.db").exists() else []

@@ -216,3 +216,15 @@ def test_store_view_refreshes_incrementally_and_equals_a_full_read(tiny_suite: P
     assert view._last_full > 0 and state(seen) == state(tracker.runs())
     assert state(seen) == {done: FINISHED, held: KILLED, new: RUNNING}
     assert [r.run_id for r in seen] == [r.run_id for r in tracker.runs()]  # oldest first
+
+
+def test_a_store_is_created_whole_or_not_at_all(tmp_path: Path) -> None:
+    """The SQLite store is migrated under a temporary name and moved into place; leftovers of a
+    creator killed half-way are removed."""
+    db = tmp_path / "out" / "mlflow.db"
+    db.parent.mkdir()
+    leftover = db.parent / ".mlflow.db.12345.tmp"
+    leftover.write_bytes(b"half a database")
+    Tracker(f"sqlite:///{db}", "x", tmp_path / "artifacts")
+    assert db.exists() and not leftover.exists()
+    assert not list(db.parent.glob(".mlflow.db.*.tmp"))
