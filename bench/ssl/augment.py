@@ -72,7 +72,9 @@ def apply_crop(x: Tensor, boxes: Tensor, size: int) -> Tensor:
 
 def apply_flip_rotate(x: Tensor, flip: Tensor, angle_deg: Tensor) -> Tensor:
     """Horizontal flip where ``flip`` (B,) is True, then rotate by ``angle_deg`` (B,) with
-    reflection padding. Images with no flip and angle 0 are returned unchanged."""
+    reflection padding. Images with no flip and angle 0 are returned unchanged. The draws live on
+    the CPU (where the generator drew them), whatever the images' device: no host sync."""
+    flip, angle_deg = flip.cpu(), angle_deg.cpu()
     active = flip | (angle_deg != 0)
     if not bool(active.any()):
         return x
@@ -112,7 +114,7 @@ class TrainAugment:
         rot = _bernoulli(n, self.rotate_p, gen)
         angle = _uniform(n, -self.rotate_deg, self.rotate_deg, gen) * rot
         x = apply_crop(x, boxes, self.size)
-        return apply_flip_rotate(x, flip.to(x.device), angle)
+        return apply_flip_rotate(x, flip, angle)
 
 
 def resize(x: Tensor, size: int) -> Tensor:
@@ -167,17 +169,17 @@ class SSLViews:
         x = apply_crop(x, boxes, self.size)
         x = centre_dropout(x, v, gen)
         flip = _bernoulli(n, v.flip_p, gen)
-        x = apply_flip_rotate(x, flip.to(dev), torch.zeros(n))
+        x = apply_flip_rotate(x, flip, torch.zeros(n))
         x = colour_jitter(x, v, gen)
-        gray = _bernoulli(n, v.grayscale_p, gen).to(dev)
+        gray = _bernoulli(n, v.grayscale_p, gen)
         if bool(gray.any()):
             g = kornia.color.rgb_to_grayscale(x).expand_as(x)
-            x = torch.where(gray[:, None, None, None], g, x)
+            x = torch.where(gray.to(dev)[:, None, None, None], g, x)
         x = gaussian_blur(x, v, gen)
         x = solarize(x, v, gen)
         rot = _bernoulli(n, v.rotate_p, gen)
         angle = _uniform(n, -v.rotate_deg, v.rotate_deg, gen) * rot
-        return apply_flip_rotate(x, torch.zeros(n, dtype=torch.bool, device=dev), angle)
+        return apply_flip_rotate(x, torch.zeros(n, dtype=torch.bool), angle)
 
 
 def centre_dropout(x: Tensor, v: ViewSpec, gen: torch.Generator) -> Tensor:
