@@ -35,7 +35,7 @@ def _file_sha(path: Path) -> str:
     return sha256_file(path)
 
 
-def expected_tags(plan: Plan, output: Path) -> dict[str, str]:
+def expected_tags(plan: Plan) -> dict[str, str]:
     """Every manifest tag value as recomputed now (keys as recorded on the runs)."""
     out: dict[str, str] = {}
     for name, ds in plan.datasets.items():
@@ -49,7 +49,7 @@ def expected_tags(plan: Plan, output: Path) -> dict[str, str]:
 def verify_suite(plan: Plan, tracker: Tracker, output: Path) -> tuple[str, bool]:
     """Compare the manifests of the finished runs of the plan's stages and cells (by name, so
     that runs made on inputs that have changed since are found) with the inputs as they are."""
-    now = expected_tags(plan, output)
+    now = expected_tags(plan)
     inits = {n.key: n for n in plan.inits.values()}
     stage_keys = {s.key for s in plan.stages}
     labels = {s.label for s in plan.stages}

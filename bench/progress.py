@@ -9,20 +9,23 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Callable
 from typing import Any
 
 
 class Progress:
     """Plain lines (also the interface the executor talks to)."""
 
-    def __init__(self, quiet: bool = False, prefix: str = ""):
+    def __init__(self, quiet: bool = False, prefix: str = "",
+                 sink: Callable[[str], None] | None = None):
         self.quiet = quiet
         self.prefix = prefix
+        self.sink = sink or (lambda line: print(line, flush=True))
 
     def say(self, msg: str) -> None:
         """A message line."""
         if not self.quiet:
-            print(f"{self.prefix}{msg}", flush=True)
+            self.sink(f"{self.prefix}{msg}")
 
     def set_total(self, total: int) -> None:
         """The number of units (stages + trials) this run expects to do."""

@@ -15,7 +15,7 @@ import os
 import platform
 import subprocess
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cache
@@ -36,6 +36,17 @@ def _quiet() -> None:
     os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
     for name in ("mlflow", "alembic", "sqlalchemy"):
         logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def best_by_key(records: Iterable[RunRecord]) -> dict[str, RunRecord]:
+    """Best run per key among ``records`` (oldest first): a FINISHED one if any, else the
+    latest."""
+    best: dict[str, RunRecord] = {}
+    for r in records:
+        cur = best.get(r.key)
+        if cur is None or cur.status != FINISHED:
+            best[r.key] = r
+    return best
 
 
 @dataclass(frozen=True)
@@ -253,12 +264,7 @@ class Tracker:
 
     def status_by_key(self, kind: str | None = None) -> dict[str, RunRecord]:
         """Best run per key: a FINISHED one if any, else the latest."""
-        best: dict[str, RunRecord] = {}
-        for r in self.runs(kind):
-            cur = best.get(r.key)
-            if cur is None or cur.status != FINISHED:
-                best[r.key] = r
-        return best
+        return best_by_key(self.runs(kind))
 
     # ---------------------------------------------------------------- writing
     def start(self, kind: str, key: str, name: str, params: Mapping[str, str] | None = None,

@@ -45,21 +45,20 @@ def _sync(device: torch.device) -> None:
 
 @contextlib.contextmanager
 def fp32_nchw():
-    """bench's loop with bf16 autocast and channels_last switched off (the baseline)."""
-    saved = loop.autocast, loop.prepare
-    loop.autocast = lambda device: contextlib.nullcontext()
-    loop.prepare = lambda module, device: module.to(device)
+    """bench's trial and stage loops with bf16 autocast and channels_last switched off (the
+    baseline): the two modules' own references to ``autocast``/``prepare`` are swapped."""
     import bench.ssl.pretrain as pre
     import bench.train.trial as tri
 
-    saved_mods = (tri.autocast, tri.prepare, pre.autocast, pre.prepare)
-    tri.autocast, tri.prepare = loop.autocast, loop.prepare
-    pre.autocast, pre.prepare = loop.autocast, loop.prepare
+    saved = [(m, m.autocast, m.prepare) for m in (tri, pre)]
+    for m, _, _ in saved:
+        m.autocast = lambda device: contextlib.nullcontext()
+        m.prepare = lambda module, device: module.to(device)
     try:
         yield
     finally:
-        loop.autocast, loop.prepare = saved
-        tri.autocast, tri.prepare, pre.autocast, pre.prepare = saved_mods
+        for m, autocast, prepare in saved:
+            m.autocast, m.prepare = autocast, prepare
 
 
 def epoch_times(fn) -> list[float]:

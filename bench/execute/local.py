@@ -16,6 +16,7 @@ may run one suite at the same time: no unit runs twice.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -34,7 +35,16 @@ from bench.execute.claims import Heartbeat, claim, close_dead, new_owner, retire
 from bench.plan import Cell, Plan, StageNode, Trial, key_view, parse_ref
 from bench.progress import Progress
 from bench.seeds import trial_seeds
-from bench.track import FAILED, FINISHED, KILLED, RUNNING, RunRecord, Tracker, flatten
+from bench.track import (
+    FAILED,
+    FINISHED,
+    KILLED,
+    RUNNING,
+    RunRecord,
+    Tracker,
+    best_by_key,
+    flatten,
+)
 
 log = logging.getLogger("bench.run")
 
@@ -128,15 +138,6 @@ class _View:
                 and (r.end_time or 0) >= self.since_ms)
 
 
-def _best(records: list[RunRecord]) -> dict[str, RunRecord]:
-    best: dict[str, RunRecord] = {}
-    for r in records:
-        cur = best.get(r.key)
-        if cur is None or cur.status != FINISHED:
-            best[r.key] = r
-    return best
-
-
 class StoreView:
     """The suite's runs, re-read incrementally: after a full read, each refresh asks only for
     the RUNNING runs and those that ended since the previous refresh (minus a margin for clock
@@ -176,10 +177,8 @@ class LocalExecutor:
         self.plan = plan
         self.tracker = tracker
         self.output = output
-        if progress is None or not isinstance(progress, Progress):
-            say = progress or (lambda msg: log.info(msg))
-            progress = Progress()
-            progress.say = say  # type: ignore[method-assign]
+        if not isinstance(progress, Progress):
+            progress = Progress(sink=progress or log.info)
         self.progress = progress
         self.say = progress.say
         suite = plan.suite
@@ -321,9 +320,7 @@ class LocalExecutor:
             def on_epoch(phase: str, epoch: int, loss: float) -> None:
                 self.tracker.log_metrics(run_id, {f"{phase}_loss": loss}, step=epoch)
                 done[0] += 1
-                self.progress.epoch(f"stage {node.label} ({phase})", epoch + 1
-                                    if phase != "warmup" else done[0], n_epochs
-                                    if phase != "warmup" else spec.warmup_epochs, loss)
+                self.progress.epoch(f"stage {node.label} ({phase})", done[0], n_epochs, loss)
                 if self.stop_requested:
                     raise StopRequested
 
@@ -336,13 +333,12 @@ class LocalExecutor:
             tmp = path.with_suffix(f".{os.getpid()}.tmp")
             torch.save(backbone.state_dict(), tmp)
             os.replace(tmp, path)
-            from bench.models.weights import sha256_file
-
-            self._encoder_sha[node.key] = sha256_file(path)
+            encoder_bytes = path.read_bytes()
+            self._encoder_sha[node.key] = hashlib.sha256(encoder_bytes).hexdigest()
             self.tracker.set_tags(run_id, {"bench.encoder_sha256": self._encoder_sha[node.key]})
             upload = self._tmp / node.key / "encoder.pt"
             upload.parent.mkdir(parents=True, exist_ok=True)
-            upload.write_bytes(path.read_bytes())
+            upload.write_bytes(encoder_bytes)
             self.tracker.log_artifact(run_id, upload)
             self.tracker.log_metrics(run_id, summary)
             self._end(run_id)
@@ -632,7 +628,7 @@ class LocalExecutor:
         records = self._store.refresh()
         if close_dead(self.tracker, records):
             records = self._store.refresh()
-        return _View(_best(records), since_ms)
+        return _View(best_by_key(records), since_ms)
 
     def prepare(self, summary: RunSummary | None = None) -> tuple[list[Trial], set[str], int]:
         """Close dead claims, find the pending trials and the stages they need, decode their
@@ -640,7 +636,7 @@ class LocalExecutor:
         summary = summary or RunSummary()
         plan, tracker = self.plan, self.tracker
         since_ms = int(time.time() * 1000)
-        stale = close_dead(tracker, tracker.runs())
+        stale = close_dead(tracker, self._store.refresh(full=True))
         if stale:
             self.say(f"marked {stale} interrupted run(s) KILLED; their work will be redone")
         view = self.view(since_ms)

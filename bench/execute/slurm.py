@@ -241,14 +241,15 @@ def run_slurm(plan: Plan, tracker: Tracker, output: Path, run_args: Sequence[str
             continue
         seconds = estimate_seconds(records, spec, plan)
         packs = pack_units(groups, seconds, spec.pack_minutes * 60)
+        arrays = chunks(packs, size)
         jobs = []
-        for chunk in chunks(packs, size):
+        for chunk in arrays:
             with executor.batch():
                 for pack in chunk:
                     jobs.append(executor.submit(PackTask(run_args, pack.keys)))
         units = sum(len(g) for g in groups)
         say(f"wave {i}: {units} unit(s) in {len(packs)} task(s) "
-            f"({len(chunks(packs, size))} array(s)); job {jobs[0].job_id.split('_')[0]} …")
+            f"({len(arrays)} array(s)); job {jobs[0].job_id.split('_')[0]} …")
         try:
             while not all(j.done() for j in jobs):
                 time.sleep(poll)
@@ -257,7 +258,7 @@ def run_slurm(plan: Plan, tracker: Tracker, output: Path, run_args: Sequence[str
             say(f"interrupted: the submitted jobs keep running (scancel {' '.join(ids)} to stop "
                 "them); run the same command again to follow and submit the next waves")
             return 130
-        for job, pack in zip(jobs, [p for c in chunks(packs, size) for p in c], strict=True):
+        for job, pack in zip(jobs, packs, strict=True):  # the arrays hold the packs in order
             try:
                 result = job.result()
                 for f in result["failed"]:
@@ -268,7 +269,7 @@ def run_slurm(plan: Plan, tracker: Tracker, output: Path, run_args: Sequence[str
                 say(f"  task {job.job_id} ({len(pack.keys)} unit(s)) ended with an error: "
                     f"{str(exc).strip().splitlines()[-1] if str(exc).strip() else exc!r} "
                     f"(log: {folder})")
-    left = [t for t in plan.trials if t.key not in {r.key for r in tracker.runs()
-                                                     if r.status == FINISHED}]
+    finished = {r.key for r in tracker.runs() if r.status == FINISHED}
+    left = [t for t in plan.trials if t.key not in finished]
     say(f"slurm: {len(plan.trials) - len(left)} of {len(plan.trials)} trial(s) finished")
     return 0 if not left and not failed else 1
