@@ -7,6 +7,7 @@ pixels are decoded once, into the decoded cache, when something trains (``bench.
 from __future__ import annotations
 
 import hashlib
+import os
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -76,7 +77,7 @@ class Dataset:
         path = folder / f"{self.name}__{part or 'all'}.csv"
         text = self.manifest_text(part)
         if not path.exists() or path.read_text() != text:
-            tmp = path.with_suffix(".tmp")
+            tmp = path.with_suffix(f".{os.getpid()}.tmp")  # workers may write it at once
             tmp.write_text(text)
             tmp.replace(path)
         return path
