@@ -16,7 +16,7 @@ import platform
 import subprocess
 import time
 from collections.abc import Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -118,32 +118,35 @@ def environment_tags() -> dict[str, str]:
     return tags
 
 
-@contextmanager
-def _store_lock(uri: str) -> Iterator[None]:
-    """An exclusive file lock next to a SQLite store (no-op for other stores): the database's
-    schema migrations must not run in two processes at once."""
+def store_lock(uri: str) -> AbstractContextManager[None] | None:
+    """An exclusive ``fcntl`` lock on a file next to a SQLite store, or None for other stores
+    (and where ``fcntl`` does not exist). It serialises schema migrations and work claims across
+    the processes that share the database file."""
     if not uri.startswith("sqlite:///"):
-        yield
-        return
+        return None
+    try:
+        import fcntl
+    except ImportError:
+        return None
     db = Path(uri.removeprefix("sqlite:///"))
-    db.parent.mkdir(parents=True, exist_ok=True)
-    with open(db.with_name(db.name + ".lock"), "w") as handle:
-        try:
-            import fcntl
-        except ImportError:  # Windows: one process at a time is the user's business
-            yield
-            return
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+
+    @contextmanager
+    def locked() -> Iterator[None]:
+        db.parent.mkdir(parents=True, exist_ok=True)
+        with open(db.with_name(db.name + ".lock"), "w") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+    return locked()
 
 
 def _create_sqlite_store(db: Path) -> None:
     """Create and migrate a new SQLite store under a temporary name, then move it into place:
     a process killed during MLflow's schema migration leaves no half-made store behind (call
-    under :func:`_store_lock`)."""
+    under :func:`store_lock`)."""
     if db.exists():
         return
     for left in db.parent.glob(f".{db.name}.*.tmp"):  # leftovers of killed creators
@@ -190,7 +193,8 @@ class Tracker:
 
         _quiet()
         self.uri = tracking_uri
-        with _store_lock(tracking_uri):  # processes starting together create the store once
+        # processes starting together create the store once
+        with store_lock(tracking_uri) or nullcontext():
             if tracking_uri.startswith("sqlite:///"):
                 db = Path(tracking_uri.removeprefix("sqlite:///"))
                 _create_sqlite_store(db)
@@ -268,12 +272,14 @@ class Tracker:
 
     # ---------------------------------------------------------------- writing
     def start(self, kind: str, key: str, name: str, params: Mapping[str, str] | None = None,
-              tags: Mapping[str, str] | None = None, parent: str | None = None) -> str:
-        """Create a RUNNING run; return its id."""
+              tags: Mapping[str, str] | None = None, parent: str | None = None,
+              start_time: int | None = None) -> str:
+        """Create a RUNNING run (``start_time`` in ms, default now); return its id."""
         all_tags = {"bench.kind": kind, "bench.key": key, **environment_tags(), **(tags or {})}
         if parent:
             all_tags["mlflow.parentRunId"] = parent
-        run = self.client.create_run(self.experiment_id, run_name=name, tags=all_tags)
+        run = self.client.create_run(self.experiment_id, run_name=name, tags=all_tags,
+                                     start_time=start_time)
         if params:
             self.log_params(run.info.run_id, params)
         return run.info.run_id

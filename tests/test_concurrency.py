@@ -32,7 +32,7 @@ pytestmark = pytest.mark.slow
 # the tiny suite with a per-cell LR finder on the fine-tune cells (a claimable search unit)
 SEARCH = "    tta: {{passes: 2}}\n"
 SUITE = TINY_SUITE.replace(SEARCH, SEARCH + "    lr_search: {{method: lr_finder, num_it: 10}}\n")
-ENV = {"BENCH_POLL_S": "0.3", "PYTHONUNBUFFERED": "1", "BENCH_PLAIN": "1"}
+ENV = {"BENCH_POLL_S": "0.3", "BENCH_CLAIM_FENCE_S": "0.5", "PYTHONUNBUFFERED": "1", "BENCH_PLAIN": "1"}
 
 
 def _write(folder: Path) -> Path:

@@ -49,6 +49,82 @@ def test_claim_is_exclusive_and_expires(tiny_suite: Path, monkeypatch) -> None:
     assert claims.close_dead(tracker, tracker.runs()) == 1  # the expired one
 
 
+@pytest.mark.parametrize("fenced", [False, True], ids=["sqlite-lock", "server-fence"])
+def test_racing_claimants_win_each_key_once(tmp_path: Path, monkeypatch, fenced: bool) -> None:
+    """Four claimants (threads, each with its own client and owner) claim eight keys in shuffled
+    orders. In the fenced run every write lands up to 0.3 s after its start time (a server under
+    load), so a rival that started earlier can become visible after a claimant has read the key's
+    runs: the race that let two processes train one trial when claims were ordered by start time
+    without a fence."""
+    import random
+    import threading
+
+    uri = default_tracking_uri(tmp_path)
+    Tracker(uri, "race")  # the store exists before the race
+    monkeypatch.setenv("BENCH_CLAIM_FENCE_S", "0.6")
+    if fenced:
+        monkeypatch.setattr(claims, "store_lock", lambda uri: None)
+    keys = [f"k{i}" for i in range(8)]
+    wins: list[list[str]] = [[] for _ in range(4)]
+    go = threading.Barrier(4)
+
+    def claimant(i: int) -> None:
+        rng = random.Random(i)
+        tracker = Tracker(uri, "race")
+        if fenced:
+            start = tracker.start
+
+            def slow_start(*args, **kwargs):
+                time.sleep(rng.uniform(0.0, 0.3))
+                return start(*args, **kwargs)
+
+            tracker.start = slow_start  # type: ignore[method-assign]
+        owner = claims.new_owner()
+        order = rng.sample(keys, len(keys))
+        go.wait()
+        wins[i] = [k for k in order if claims.claim(tracker, owner, "trial", k, k) is not None]
+
+    threads = [threading.Thread(target=claimant, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert sorted(k for w in wins for k in w) == keys, wins
+    runs = Tracker(uri, "race").runs()
+    assert sorted(r.key for r in runs) == keys  # the losers left nothing behind
+    assert {r.status for r in runs} == {RUNNING}
+
+
+def test_a_fenced_claim_yields_to_an_older_rival_that_appears_late(tiny_suite: Path,
+                                                                   monkeypatch) -> None:
+    tracker = _tracker(tiny_suite)
+    monkeypatch.setattr(claims, "store_lock", lambda uri: None)
+    monkeypatch.setenv("BENCH_CLAIM_FENCE_S", "0.5")
+    rival = {}
+    start = tracker.start
+
+    def start_then_rival(*args, **kwargs):  # an older claim whose write lands after ours
+        mine = start(*args, **kwargs)
+        tags = {claims.OWNER_TAG: "elsewhere:1:x", claims.HEARTBEAT_TAG: f"{time.time():.3f}"}
+        rival["id"] = start("trial", "late", "r", tags=tags,
+                            start_time=kwargs["start_time"] - 100)
+        return mine
+
+    monkeypatch.setattr(tracker, "start", start_then_rival)
+    assert claims.claim(tracker, claims.new_owner(), "trial", "late", "x") is None
+    assert [r.run_id for r in tracker.runs_for_key("late")] == [rival["id"]]
+
+    def slow_start(*args, **kwargs):  # a write slower than the fence cannot be ordered: give up
+        time.sleep(0.6)
+        return start(*args, **kwargs)
+
+    monkeypatch.setattr(tracker, "start", slow_start)
+    assert claims.claim(tracker, claims.new_owner(), "trial", "slow", "x") is None
+    assert tracker.runs_for_key("slow") == []
+    monkeypatch.setattr(tracker, "start", start)
+    assert claims.claim(tracker, claims.new_owner(), "trial", "slow", "x") is not None
+
+
 def test_heartbeat_refreshes_held_runs(tiny_suite: Path) -> None:
     tracker = _tracker(tiny_suite)
     run = claims.claim(tracker, claims.new_owner(), "trial", "k3", "z")

@@ -3,19 +3,27 @@
 Several ``bench run`` processes (``--workers``, ``--gpus``, SLURM tasks, or simply two terminals)
 may work on one suite. Each unit of work (a stage, a cell's lr search, a trial) is claimed by
 creating its MLflow run RUNNING with the unit's content key (``bench.key``), an owner
-(``host:pid:token``) and a heartbeat (``bench.heartbeat``, Unix seconds). The claimant then reads
-every run of that key back:
+(``host:pid:token``) and a heartbeat (``bench.heartbeat``, Unix seconds). MLflow has no
+compare-and-set, so exclusivity comes from one of two protocols:
 
-* a FINISHED run exists → the work is done: the new run is deleted;
-* otherwise, among the live RUNNING runs, the winner is a confirmed claim if there is one, else the
-  oldest (start time, then run id). Every contender reads the same rows and so agrees on the
-  winner; losers delete their run before doing any work, the winner tags its run confirmed.
+* **SQLite store** (one file, possibly on a shared file system): the claimant takes an exclusive
+  ``fcntl`` lock next to the database, reads the key's runs, and creates its run only if none is
+  FINISHED or held by a live claimant. Claims are serialised, so exactly one process wins, at no
+  waiting cost.
+* **Server store** (``http(s)://``, ``postgresql://``, …): the claimant creates its run with a start
+  time ``s`` taken just before the request, gives up at once if the request took longer than the
+  fence ``F`` (``BENCH_CLAIM_FENCE_S``, default 2 s), waits until ``s + F``, then reads the key's
+  runs. A FINISHED run means the work is done; otherwise the oldest live RUNNING run (start time,
+  then run id) wins and the others delete theirs before doing any work. The fence makes "oldest"
+  safe: a rival with an older start time that was not yet visible would have needed more than
+  ``F`` to be written, so it gives itself up. Every contender reads the same rows and agrees.
 
 A claim is live while its heartbeat is younger than the TTL (``BENCH_CLAIM_TTL`` seconds, default
 180; a background thread beats every ``BENCH_HEARTBEAT_S`` = 30 s). On the claimant's own host a
 claim whose process no longer exists is dead at once, so a SIGKILLed run is taken over by the next
 ``bench run`` without waiting. Dead claims are marked KILLED by whoever notices them, and their
-work is done again. The scheme assumes the machines' clocks agree to well under the TTL (NTP).
+work is done again. The server protocol assumes the machines' clocks agree to well under the fence
+(NTP).
 """
 
 from __future__ import annotations
@@ -27,11 +35,10 @@ import time
 import uuid
 from collections.abc import Iterable, Mapping
 
-from bench.track import FINISHED, KILLED, RUNNING, RunRecord, Tracker
+from bench.track import FINISHED, KILLED, RUNNING, RunRecord, Tracker, store_lock
 
 OWNER_TAG = "bench.owner"
 HEARTBEAT_TAG = "bench.heartbeat"
-CONFIRMED_TAG = "bench.claim"
 
 _ACTIVE: set[str] = set()  # owner ids of the executors alive in this process
 
@@ -106,32 +113,57 @@ def close_dead(tracker: Tracker, records: Iterable[RunRecord]) -> int:
     return n
 
 
-def _winner(records: list[RunRecord], mine: str) -> RunRecord | None:
+def claim_fence() -> float:
+    """Seconds a server-store claim waits before reading its rivals (``BENCH_CLAIM_FENCE_S``,
+    default 2)."""
+    return float(os.environ.get("BENCH_CLAIM_FENCE_S", "2"))
+
+
+def _held(records: Iterable[RunRecord]) -> bool:
+    """Whether the work is done or held: a FINISHED run or a live RUNNING claim."""
     now = time.time()
-    live = [r for r in records if r.status == RUNNING and (r.run_id == mine or claim_alive(r, now))]
-    if not live:
-        return None
-    return min(live, key=lambda r: (r.tags.get(CONFIRMED_TAG) != "confirmed", r.start_time,
-                                    r.run_id))
+    return any(r.status == FINISHED or claim_alive(r, now) for r in records)
 
 
 def claim(tracker: Tracker, owner: str, kind: str, key: str, name: str,
           tags: Mapping[str, str] | None = None, parent: str | None = None) -> str | None:
     """Claim the unit ``key``: the id of its new RUNNING run, or None when another process holds
     it or it is already FINISHED (then nothing is left behind)."""
-    now = f"{time.time():.3f}"
-    run_id = tracker.start(kind, key, name, tags={**(tags or {}), OWNER_TAG: owner,
-                                                  HEARTBEAT_TAG: now}, parent=parent)
-    rivals = tracker.runs_for_key(key)
-    won = not any(r.status == FINISHED for r in rivals)
+    all_tags = {**(tags or {}), OWNER_TAG: owner}
+    lock = store_lock(tracker.uri)
+    if lock is not None:
+        with lock:
+            if _held(tracker.runs_for_key(key)):
+                return None
+            all_tags[HEARTBEAT_TAG] = f"{time.time():.3f}"
+            return tracker.start(kind, key, name, tags=all_tags, parent=parent)
+    return _fenced_claim(tracker, kind, key, name, all_tags, parent)
+
+
+def _fenced_claim(tracker: Tracker, kind: str, key: str, name: str, tags: dict[str, str],
+                  parent: str | None) -> str | None:
+    if _held(tracker.runs_for_key(key)):  # the common case costs no run and no wait
+        return None
+    fence = claim_fence()
+    began = time.time()
+    start_ms = int(began * 1000)
+    run_id = tracker.start(kind, key, name, tags={**tags, HEARTBEAT_TAG: f"{began:.3f}"},
+                           parent=parent, start_time=start_ms)
+    won = time.time() - began <= fence  # a slower write could be ordered wrongly: give up
     if won:
-        winner = _winner(rivals, run_id)
-        won = winner is not None and winner.run_id == run_id
+        time.sleep(max(0.0, start_ms / 1000 + fence - time.time()))
+        rivals = tracker.runs_for_key(key)
+        if any(r.status == FINISHED for r in rivals):
+            won = False
+        else:
+            now = time.time()
+            live = [r for r in rivals if r.status == RUNNING
+                    and (r.run_id == run_id or claim_alive(r, now))]
+            won = min(live, key=lambda r: (r.start_time, r.run_id)).run_id == run_id
     if not won:
         tracker.finish(run_id, KILLED)
         tracker.delete_run(run_id)
         return None
-    tracker.set_tags(run_id, {CONFIRMED_TAG: "confirmed"})
     return run_id
 
 
