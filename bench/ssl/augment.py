@@ -23,6 +23,12 @@ import torch.nn.functional as F
 from torch import Tensor
 
 
+def _on(t: Tensor, x: Tensor, dtype: torch.dtype | None = None) -> Tensor:
+    """A parameter tensor drawn on the CPU, moved to ``x``'s device without a host sync (a
+    blocking host-to-device copy would make the CPU wait for all queued GPU work every batch)."""
+    return t.to(x.device, dtype or t.dtype, non_blocking=True)
+
+
 def _uniform(n: int, lo: float, hi: float, gen: torch.Generator) -> Tensor:
     return lo + (hi - lo) * torch.rand(n, generator=gen)
 
@@ -66,7 +72,7 @@ def apply_crop(x: Tensor, boxes: Tensor, size: int) -> Tensor:
     theta[:, 1, 1] = boxes[:, 3]
     theta[:, 0, 2] = boxes[:, 0] * 2 - 1
     theta[:, 1, 2] = boxes[:, 1] * 2 - 1
-    grid = F.affine_grid(theta.to(x.device), [b, x.shape[1], size, size], align_corners=False)
+    grid = F.affine_grid(_on(theta, x), [b, x.shape[1], size, size], align_corners=False)
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
 
 
@@ -86,9 +92,9 @@ def apply_flip_rotate(x: Tensor, flip: Tensor, angle_deg: Tensor) -> Tensor:
     theta[:, 0, 1] = -sin
     theta[:, 1, 0] = sin * sx
     theta[:, 1, 1] = cos
-    idx = active.nonzero().squeeze(1).to(x.device)
+    idx = _on(active.nonzero().squeeze(1), x)
     sub = x.index_select(0, idx)
-    grid = F.affine_grid(theta.to(x.device), list(sub.shape), align_corners=False)
+    grid = F.affine_grid(_on(theta, x), list(sub.shape), align_corners=False)
     out = x.clone()
     out[idx] = F.grid_sample(sub, grid, mode="bilinear", padding_mode="reflection",
                              align_corners=False)
@@ -164,7 +170,7 @@ class SSLViews:
 
     def one(self, x: Tensor, v: ViewSpec, gen: torch.Generator) -> Tensor:
         """One view: crop → cutout → flip → jitter → grayscale → blur → solarize → rotation."""
-        n, dev = x.shape[0], x.device
+        n = x.shape[0]
         boxes = crop_boxes(n, self.crop_scale, self.crop_ratio, gen, self.crop_per_image)
         x = apply_crop(x, boxes, self.size)
         x = centre_dropout(x, v, gen)
@@ -174,7 +180,7 @@ class SSLViews:
         gray = _bernoulli(n, v.grayscale_p, gen)
         if bool(gray.any()):
             g = kornia.color.rgb_to_grayscale(x).expand_as(x)
-            x = torch.where(gray.to(dev)[:, None, None, None], g, x)
+            x = torch.where(_on(gray, x)[:, None, None, None], g, x)
         x = gaussian_blur(x, v, gen)
         x = solarize(x, v, gen)
         rot = _bernoulli(n, v.rotate_p, gen)
@@ -195,11 +201,11 @@ def centre_dropout(x: Tensor, v: ViewSpec, gen: torch.Generator) -> Tensor:
     dev = x.device
     rows = torch.arange(size_h, device=dev)[None, :]
     cols = torch.arange(size_w, device=dev)[None, :]
-    h, w = h.to(dev)[:, None], w.to(dev)[:, None]
+    h, w = _on(h, x)[:, None], _on(w, x)[:, None]
     top, left = (size_h - h) // 2, (size_w - w) // 2
     in_r = (rows >= top) & (rows < top + h)
     in_c = (cols >= left) & (cols < left + w)
-    mask = (in_r[:, :, None] & in_c[:, None, :]) & on.to(dev)[:, None, None]
+    mask = (in_r[:, :, None] & in_c[:, None, :]) & _on(on, x)[:, None, None]
     return x.masked_fill(mask[:, None], 0.0)
 
 
@@ -211,7 +217,7 @@ def colour_jitter(x: Tensor, v: ViewSpec, gen: torch.Generator) -> Tensor:
     RGB → HSV → RGB round trip (equal up to float rounding; a test checks it against the two
     kornia calls), and only the drawn images are transformed.
     """
-    n, dev = x.shape[0], x.device
+    n = x.shape[0]
     on = _bernoulli(n, v.jitter_p, gen)
     b = _uniform(n, 1 - v.brightness, 1 + v.brightness, gen)
     c = _uniform(n, 1 - v.contrast, 1 + v.contrast, gen)
@@ -220,8 +226,8 @@ def colour_jitter(x: Tensor, v: ViewSpec, gen: torch.Generator) -> Tensor:
     if not bool(on.any()):
         return x
     idx = on.nonzero().squeeze(1)
-    b, c, s, h = (t[idx].to(dev, x.dtype) for t in (b, c, s, h))
-    idx = idx.to(dev)
+    b, c, s, h = (_on(t[idx], x, x.dtype) for t in (b, c, s, h))
+    idx = _on(idx, x)
     y = (x.index_select(0, idx) * b[:, None, None, None]).clamp(0, 1)
     mean = kornia.color.rgb_to_grayscale(y).mean(dim=(1, 2, 3), keepdim=True)
     y = ((y - mean) * c[:, None, None, None] + mean).clamp(0, 1)
@@ -240,9 +246,9 @@ def gaussian_blur(x: Tensor, v: ViewSpec, gen: torch.Generator) -> Tensor:
     sigma = _uniform(n, *v.blur_sigma, gen)
     if not bool(on.any()):
         return x
-    idx = on.nonzero().squeeze(1).to(x.device)
+    idx = _on(on.nonzero().squeeze(1), x)
     k = min(v.blur_kernel, (min(x.shape[-2:]) // 2) * 2 - 1)
-    sig = sigma[on].to(x.device, x.dtype)[:, None].expand(-1, 2).contiguous()
+    sig = _on(sigma[on], x, x.dtype)[:, None].expand(-1, 2).contiguous()
     out = x.clone()
     out[idx] = kornia.filters.gaussian_blur2d(x.index_select(0, idx), (k, k), sig)
     return out
@@ -258,10 +264,10 @@ def solarize(x: Tensor, v: ViewSpec, gen: torch.Generator) -> Tensor:
     add = _uniform(n, -0.1, 0.1, gen)
     if not bool(on.any()):
         return x
-    idx = on.nonzero().squeeze(1).to(x.device)
+    idx = _on(on.nonzero().squeeze(1), x)
     sub = x.index_select(0, idx)
-    t = thr[on].to(x.device, x.dtype)
-    a = add[on].to(x.device, x.dtype)
+    t = _on(thr[on], x, x.dtype)
+    a = _on(add[on], x, x.dtype)
     out = x.clone()
     out[idx] = kornia.enhance.solarize(sub, t, a)
     return out
