@@ -125,6 +125,24 @@ def test_a_fenced_claim_yields_to_an_older_rival_that_appears_late(tiny_suite: P
     assert claims.claim(tracker, claims.new_owner(), "trial", "slow", "x") is not None
 
 
+@pytest.mark.parametrize("fenced", [False, True], ids=["sqlite-lock", "server-fence"])
+def test_claim_many_skips_held_keys_and_waits_one_fence(tiny_suite: Path, monkeypatch,
+                                                         fenced: bool) -> None:
+    tracker = _tracker(tiny_suite)
+    if fenced:
+        monkeypatch.setattr(claims, "store_lock", lambda uri: None)
+    monkeypatch.setenv("BENCH_CLAIM_FENCE_S", "0.5")
+    held = claims.claim(tracker, claims.new_owner(), "trial", "m2", "x")
+    done = claims.claim(tracker, claims.new_owner(), "trial", "m4", "x")
+    tracker.finish(done)
+    began = time.time()
+    got = claims.claim_many(tracker, claims.new_owner(),
+                            [claims.ClaimRequest("trial", f"m{i}", f"m{i}") for i in range(8)])
+    assert time.time() - began < 2.5  # eight claims one by one would wait 8 × 0.5 s
+    assert [g is not None for g in got] == [True, True, False, True, False, True, True, True]
+    assert {r.key: r.run_id for r in tracker.runs() if r.key == "m2"} == {"m2": held}
+
+
 def test_heartbeat_refreshes_held_runs(tiny_suite: Path) -> None:
     tracker = _tracker(tiny_suite)
     run = claims.claim(tracker, claims.new_owner(), "trial", "k3", "z")

@@ -17,6 +17,7 @@ compare-and-set, so exclusivity comes from one of two protocols:
   then run id) wins and the others delete theirs before doing any work. The fence makes "oldest"
   safe: a rival with an older start time that was not yet visible would have needed more than
   ``F`` to be written, so it gives itself up. Every contender reads the same rows and agrees.
+  :func:`claim_many` claims several units (a HeadBank's trials) with one wait.
 
 A claim is live while its heartbeat is younger than the TTL (``BENCH_CLAIM_TTL`` seconds, default
 180; a background thread beats every ``BENCH_HEARTBEAT_S`` = 30 s). On the claimant's own host a
@@ -33,7 +34,8 @@ import platform
 import threading
 import time
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 
 from bench.track import FINISHED, KILLED, RUNNING, RunRecord, Tracker, store_lock
 
@@ -125,46 +127,76 @@ def _held(records: Iterable[RunRecord]) -> bool:
     return any(r.status == FINISHED or claim_alive(r, now) for r in records)
 
 
+@dataclass(frozen=True)
+class ClaimRequest:
+    """One unit to claim: its run's kind, content key, name, tags and parent run."""
+
+    kind: str
+    key: str
+    name: str
+    tags: Mapping[str, str] = field(default_factory=dict)
+    parent: str | None = None
+
+
 def claim(tracker: Tracker, owner: str, kind: str, key: str, name: str,
           tags: Mapping[str, str] | None = None, parent: str | None = None) -> str | None:
     """Claim the unit ``key``: the id of its new RUNNING run, or None when another process holds
     it or it is already FINISHED (then nothing is left behind)."""
-    all_tags = {**(tags or {}), OWNER_TAG: owner}
+    return claim_many(tracker, owner, [ClaimRequest(kind, key, name, tags or {}, parent)])[0]
+
+
+def claim_many(tracker: Tracker, owner: str, units: Sequence[ClaimRequest]) -> list[str | None]:
+    """Claim several units at once (a HeadBank's trials): one lock, or one fence wait for all.
+    Returns a run id or None per unit, in order."""
     lock = store_lock(tracker.uri)
-    if lock is not None:
-        with lock:
-            if _held(tracker.runs_for_key(key)):
-                return None
-            all_tags[HEARTBEAT_TAG] = f"{time.time():.3f}"
-            return tracker.start(kind, key, name, tags=all_tags, parent=parent)
-    return _fenced_claim(tracker, kind, key, name, all_tags, parent)
+    if lock is None:
+        return _fenced_claims(tracker, owner, units)
+    out: list[str | None] = []
+    with lock:
+        for u in units:
+            if _held(tracker.runs_for_key(u.key)):
+                out.append(None)
+                continue
+            tags = {**u.tags, OWNER_TAG: owner, HEARTBEAT_TAG: f"{time.time():.3f}"}
+            out.append(tracker.start(u.kind, u.key, u.name, tags=tags, parent=u.parent))
+    return out
 
 
-def _fenced_claim(tracker: Tracker, kind: str, key: str, name: str, tags: dict[str, str],
-                  parent: str | None) -> str | None:
-    if _held(tracker.runs_for_key(key)):  # the common case costs no run and no wait
-        return None
+def _fenced_claims(tracker: Tracker, owner: str, units: Sequence[ClaimRequest]) -> list[str | None]:
     fence = claim_fence()
-    began = time.time()
-    start_ms = int(began * 1000)
-    run_id = tracker.start(kind, key, name, tags={**tags, HEARTBEAT_TAG: f"{began:.3f}"},
-                           parent=parent, start_time=start_ms)
-    won = time.time() - began <= fence  # a slower write could be ordered wrongly: give up
-    if won:
-        time.sleep(max(0.0, start_ms / 1000 + fence - time.time()))
-        rivals = tracker.runs_for_key(key)
-        if any(r.status == FINISHED for r in rivals):
-            won = False
+    made: dict[int, tuple[str, int]] = {}  # unit index -> (run id, start ms)
+    lost: list[str] = []
+    for i, u in enumerate(units):
+        if _held(tracker.runs_for_key(u.key)):  # the common case costs no run and no wait
+            continue
+        began = time.time()
+        start_ms = int(began * 1000)
+        tags = {**u.tags, OWNER_TAG: owner, HEARTBEAT_TAG: f"{began:.3f}"}
+        run_id = tracker.start(u.kind, u.key, u.name, tags=tags, parent=u.parent,
+                               start_time=start_ms)
+        if time.time() - began > fence:  # a slower write could be ordered wrongly: give up
+            lost.append(run_id)
         else:
-            now = time.time()
-            live = [r for r in rivals if r.status == RUNNING
-                    and (r.run_id == run_id or claim_alive(r, now))]
-            won = min(live, key=lambda r: (r.start_time, r.run_id)).run_id == run_id
-    if not won:
+            made[i] = (run_id, start_ms)
+    if made:
+        time.sleep(max(0.0, max(s for _, s in made.values()) / 1000 + fence - time.time()))
+    out: list[str | None] = [None] * len(units)
+    for i, (run_id, _) in made.items():
+        rivals = tracker.runs_for_key(units[i].key)
+        if any(r.status == FINISHED for r in rivals):
+            lost.append(run_id)
+            continue
+        now = time.time()
+        live = [r for r in rivals if r.status == RUNNING
+                and (r.run_id == run_id or claim_alive(r, now))]
+        if min(live, key=lambda r: (r.start_time, r.run_id)).run_id == run_id:
+            out[i] = run_id
+        else:
+            lost.append(run_id)
+    for run_id in lost:
         tracker.finish(run_id, KILLED)
         tracker.delete_run(run_id)
-        return None
-    return run_id
+    return out
 
 
 class Heartbeat:

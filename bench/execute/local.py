@@ -31,7 +31,7 @@ import torch
 
 from bench.data.store import ImageStore
 from bench.errors import BenchError
-from bench.execute.claims import Heartbeat, claim, close_dead, new_owner, retire_owner
+from bench.execute.claims import ClaimRequest, Heartbeat, claim_many, close_dead, new_owner, retire_owner
 from bench.plan import Cell, Plan, StageNode, Trial, key_view, parse_ref
 from bench.progress import Progress
 from bench.seeds import trial_seeds
@@ -265,13 +265,18 @@ class LocalExecutor:
 
     def _claim(self, kind: str, key: str, name: str, tags: dict[str, str],
                parent: str | None = None, params: dict[str, str] | None = None) -> str | None:
-        run_id = claim(self.tracker, self.owner, kind, key, name, tags, parent)
-        if run_id is not None:
-            if self._heartbeat is not None:
-                self._heartbeat.hold(run_id)
-            if params:
-                self.tracker.log_params(run_id, params)
-        return run_id
+        return self._claim_many([(ClaimRequest(kind, key, name, tags, parent), params or {})])[0]
+
+    def _claim_many(self, units: list[tuple[ClaimRequest, dict[str, str]]]) -> list[str | None]:
+        """Claim units together (one lock or one fence wait); hold and label the won ones."""
+        run_ids = claim_many(self.tracker, self.owner, [u for u, _ in units])
+        for run_id, (_, params) in zip(run_ids, units, strict=True):
+            if run_id is not None:
+                if self._heartbeat is not None:
+                    self._heartbeat.hold(run_id)
+                if params:
+                    self.tracker.log_params(run_id, params)
+        return run_ids
 
     def _end(self, run_id: str, status: str = FINISHED, reason: str | None = None) -> None:
         if self._heartbeat is not None:
@@ -383,7 +388,8 @@ class LocalExecutor:
             self._context = (cell.encoder_key, backbone0, state)
         return self._context[1], self._context[2]
 
-    def _start_trial(self, trial: Trial, parent: str) -> str | None:
+    def _trial_unit(self, trial: Trial, parent: str) -> tuple[ClaimRequest, dict[str, str]]:
+        """A trial's claim (tags: cell, seeds, data manifests, lineage) and its params."""
         cell, spec = trial.cell, trial.cell.spec
         tags = {"bench.cell": cell.name, "bench.seed": str(trial.seed),
                 "bench.device": str(self.device), "bench.cell_key": cell.key}
@@ -393,8 +399,8 @@ class LocalExecutor:
         tags.update(self._lineage_tags(cell.init, cell.stage_key))
         params = {"cell": cell.name, "seed": str(trial.seed), **flatten(key_view(spec),
                                                                         "protocol.")}
-        return self._claim("trial", trial.key, f"{cell.name} seed={trial.seed}", tags,
-                           parent=parent, params=params)
+        name = f"{cell.name} seed={trial.seed}"
+        return ClaimRequest("trial", trial.key, name, tags, parent), params
 
     def _finish_trial(self, trial: Trial, run_id: str, result, classes: list[str]) -> None:
         metrics = {f"test_{k}": v for k, v in result.metrics.items()
@@ -510,7 +516,8 @@ class LocalExecutor:
         bank = len(todo) > 1 and bank_eligible(spec, self.plan.suite.seeds.vary)
         if not bank:
             todo = todo[:1]
-        claimed = [(t, r) for t in todo if (r := self._start_trial(t, parent)) is not None]
+        run_ids = self._claim_many([self._trial_unit(t, parent) for t in todo])
+        claimed = [(t, r) for t, r in zip(todo, run_ids, strict=True) if r is not None]
         if not claimed:
             return False
         try:
