@@ -37,7 +37,7 @@ import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from bench.track import FINISHED, KILLED, RUNNING, RunRecord, Tracker, store_lock
+from bench.track import FINISHED, KILLED, RUNNING, RunRecord, Tracker, environment_tags, store_lock
 
 OWNER_TAG = "bench.owner"
 HEARTBEAT_TAG = "bench.heartbeat"
@@ -164,6 +164,7 @@ def claim_many(tracker: Tracker, owner: str, units: Sequence[ClaimRequest]) -> l
 
 def _fenced_claims(tracker: Tracker, owner: str, units: Sequence[ClaimRequest]) -> list[str | None]:
     fence = claim_fence()
+    environment_tags()  # computed once (git, torch versions) before any write is timed
     made: dict[int, tuple[str, int]] = {}  # unit index -> (run id, start ms)
     lost: list[str] = []
     for i, u in enumerate(units):
