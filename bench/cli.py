@@ -182,7 +182,9 @@ def cmd_status(args: argparse.Namespace) -> int:
     from bench.status import describe_status
 
     loaded, output, uri = _load(args)
-    db = Path(uri.removeprefix("sqlite:///")) if uri.startswith("sqlite:///") else None
+    from bench.track import sqlite_path
+
+    db = sqlite_path(uri)
     from bench.plan import build_plan
 
     plan = build_plan(loaded, lenient=True)
@@ -218,7 +220,9 @@ def cmd_plan(args: argparse.Namespace) -> int:
     loaded, output, uri = _load(args)
     plan = build_plan(loaded, lenient=True)
     status = None
-    db = Path(uri.removeprefix("sqlite:///")) if uri.startswith("sqlite:///") else None
+    from bench.track import sqlite_path
+
+    db = sqlite_path(uri)
     if db is None or db.exists():
         from bench.track import Tracker
 
@@ -234,10 +238,10 @@ def cmd_report(args: argparse.Namespace) -> int:
     from bench.report.render import FILENAMES, render, write_csv
     from bench.report.tables import build_report
     from bench.results import load_results
-    from bench.track import Tracker
+    from bench.track import Tracker, sqlite_path
 
     loaded, output, uri = _load(args)
-    db = Path(uri.removeprefix("sqlite:///")) if uri.startswith("sqlite:///") else None
+    db = sqlite_path(uri)
     if db is not None and not db.exists():
         print(f"no results yet for suite {loaded.suite.name!r} ({db} does not exist); "
               f"run `bench run {args.suite}` first", file=sys.stderr)

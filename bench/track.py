@@ -118,17 +118,22 @@ def environment_tags() -> dict[str, str]:
     return tags
 
 
+def sqlite_path(uri: str) -> Path | None:
+    """The database file of a ``sqlite:///`` tracking URI, None for other stores."""
+    return Path(uri.removeprefix("sqlite:///")) if uri.startswith("sqlite:///") else None
+
+
 def store_lock(uri: str) -> AbstractContextManager[None] | None:
     """An exclusive ``fcntl`` lock on a file next to a SQLite store, or None for other stores
     (and where ``fcntl`` does not exist). It serialises schema migrations and work claims across
     the processes that share the database file."""
-    if not uri.startswith("sqlite:///"):
+    db = sqlite_path(uri)
+    if db is None:
         return None
     try:
         import fcntl
     except ImportError:
         return None
-    db = Path(uri.removeprefix("sqlite:///"))
 
     @contextmanager
     def locked() -> Iterator[None]:
@@ -195,8 +200,7 @@ class Tracker:
         self.uri = tracking_uri
         # processes starting together create the store once
         with store_lock(tracking_uri) or nullcontext():
-            if tracking_uri.startswith("sqlite:///"):
-                db = Path(tracking_uri.removeprefix("sqlite:///"))
+            if (db := sqlite_path(tracking_uri)) is not None:
                 _create_sqlite_store(db)
             try:
                 self.client = _Retrying(MlflowClient(tracking_uri=tracking_uri))

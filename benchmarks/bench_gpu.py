@@ -30,6 +30,7 @@ import os
 import sys
 import threading
 import time
+from collections.abc import Callable
 
 import torch
 
@@ -66,12 +67,15 @@ def fp32_nchw():
             m.autocast, m.prepare = autocast, prepare
 
 
-def epoch_times(fn) -> list[float]:
-    """Run ``fn(on_epoch)``; return the wall time of each epoch."""
+def epoch_times(fn, after_epoch: Callable[[int], None] | None = None) -> list[float]:
+    """Run ``fn(on_epoch)``; return the wall time of each epoch (``after_epoch(epoch)`` is
+    called at each epoch's end)."""
     marks = [time.perf_counter()]
 
     def on_epoch(phase: str, epoch: int, loss: float) -> None:
         marks.append(time.perf_counter())
+        if after_epoch is not None:
+            after_epoch(epoch)
 
     fn(on_epoch)
     return [b - a for a, b in itertools.pairwise(marks)]
@@ -105,6 +109,13 @@ class NvmlBusy:
     def stop(self) -> None:
         """Stop sampling."""
         self._stop.set()
+
+    def epoch_ended(self, epoch: int) -> None:
+        """Keep the second epoch's samples only (the first pays cuDNN autotuning)."""
+        if epoch == 0:
+            self.samples.clear()
+        else:
+            self.stop()
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
@@ -159,17 +170,8 @@ def main() -> int:
         print(json.dumps({key: value}), file=sys.stderr, flush=True)
 
     record("torch", torch.__version__)
-    marks: list[float] = []
     with NvmlBusy() as busy:
-        def on_epoch(phase: str, epoch: int, loss: float) -> None:
-            marks.append(time.perf_counter())
-            if epoch == 0:
-                busy.samples.clear()  # keep the second epoch's samples only
-            else:
-                busy.stop()
-
-        finetune(on_epoch)
-    fast = marks[-1] - marks[-2]
+        fast = epoch_times(finetune, busy.epoch_ended)[-1]
     record("finetune_bf16_cl_img_s", round(n / fast))
     if device.type == "cuda":
         record("gpu_util_nvml", busy.mean)
