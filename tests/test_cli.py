@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 from bench.cli import main
@@ -59,9 +60,13 @@ def test_report_without_results_says_what_to_do(tiny_suite: Path, capsys) -> Non
     assert "run `bench run" in capsys.readouterr().err
 
 
-def test_report_on_partial_results_warns(tiny_suite: Path, capsys) -> None:
+def test_report_on_partial_results_warns(tiny_suite: Path, capsys, monkeypatch) -> None:
+    scratch = tiny_suite.parent / "scratch"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
     assert main(["run", str(tiny_suite), "--set", "grid.protocols=[lp]",
                  "--set", "contrasts=[]"]) == 0
+    assert list(scratch.glob("bench-*")) == []  # the run's scratch files went with it
     capsys.readouterr()
     rep = tiny_suite.parent / "rep"
     assert main(["report", str(tiny_suite), "--out", str(rep)]) == 0

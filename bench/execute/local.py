@@ -193,7 +193,9 @@ class LocalExecutor:
             torch.set_num_threads(threads)
         self.images = ImageStore(plan.datasets, cache_dir(output), pin=self.device.type == "cuda",
                                  say=self.say)
-        self._tmp = Path(tempfile.mkdtemp(prefix="bench-"))
+        # scratch files on their way into the store; removed with the executor (or at exit)
+        self._scratch = tempfile.TemporaryDirectory(prefix="bench-")
+        self._tmp = Path(self._scratch.name)
         self.stop_requested = False
         self._manifest_tags: dict[str, str] = {}
         reason = plan.suite.allow_leakage
