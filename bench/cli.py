@@ -89,7 +89,40 @@ def build_parser() -> argparse.ArgumentParser:
                                 "auroc_macro"],
                        help="metric to report (repeatable; default: the suite's)")
     p_rep.add_argument("--alpha", type=float, default=None, help="significance level")
+
+    p_stats = sub.add_parser("stats", help="tests from summary statistics (e.g. a paper's "
+                             "table)")
+    stats_sub = p_stats.add_subparsers(dest="stats_command", required=True, metavar="TEST")
+    p_welch = stats_sub.add_parser(
+        "welch", help="Welch's t-test of A − B from MEAN,SD,N of each arm",
+        description="Welch's unequal-variance t-test from summary statistics: Δ with its CI, "
+                    "t, df, p, Hedges' g, and the TOST equivalence p when a margin is given.",
+        epilog="example: bench stats welch --a 0.65701,0.02109,35 --b 0.69113,0.01117,35 "
+               "--alternative less")
+    p_welch.add_argument("--a", required=True, type=_moments, metavar="MEAN,SD,N",
+                         help="arm A: mean, sample SD (n − 1) and n")
+    p_welch.add_argument("--b", required=True, type=_moments, metavar="MEAN,SD,N",
+                         help="arm B: mean, sample SD (n − 1) and n")
+    p_welch.add_argument("--alternative", choices=["two-sided", "greater", "less"],
+                         default="two-sided", help="greater: A > B; less: A < B")
+    p_welch.add_argument("--margin", type=float, default=None,
+                         help="equivalence margin: adds the TOST p of |Δ| < margin")
+    p_welch.add_argument("--confidence", type=float, default=0.95, help="CI level")
+    p_welch.add_argument("--json", action="store_true", help="print one JSON object")
     return parser
+
+
+def _moments(text: str):
+    """``MEAN,SD,N`` → (mean, sd, n), with a message argparse shows on a bad value."""
+    parts = text.split(",")
+    try:
+        mean, sd, n = float(parts[0]), float(parts[1]), int(parts[2])
+        if len(parts) != 3 or sd < 0 or n < 2:
+            raise ValueError
+    except (ValueError, IndexError):
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: give MEAN,SD,N with SD ≥ 0 and N ≥ 2, e.g. 0.657,0.021,35") from None
+    return mean, sd, n
 
 
 def _load(args: argparse.Namespace):
@@ -251,7 +284,16 @@ def cmd_report(args: argparse.Namespace) -> int:
     results = load_results(plan, tracker)
     out = args.out or Path("reports") / loaded.suite.name
     out.mkdir(parents=True, exist_ok=True)
-    data = build_report(plan, results, args.metrics, args.alpha)
+    predictions, notes = {}, []
+    if loaded.suite.report.bootstrap.resamples > 0:  # case-level evidence
+        from bench.contrasts import expand_contrasts
+        from bench.results import load_predictions
+
+        cells = {n for c in expand_contrasts(loaded.suite.contrasts, plan.cell_names())
+                 for n in (c.a, c.b)}
+        predictions, notes = load_predictions(plan, tracker, results, cells)
+    data = build_report(plan, results, args.metrics, args.alpha, predictions)
+    data.notes[:0] = notes
     for w in data.warnings:
         print(f"warning: {w}", file=sys.stderr)
     for fmt in args.formats or ["markdown"]:
@@ -300,6 +342,44 @@ def cmd_data(args: argparse.Namespace) -> int:
     return EXIT_OK if report.ok else EXIT_FAILED
 
 
+def cmd_stats(args: argparse.Namespace) -> int:
+    """``bench stats welch``: Welch's test (and TOST) from summary statistics."""
+    import json
+    import math
+
+    from bench.stats import Moments, hedges_moments, tost_moments, welch_moments
+
+    a, b = Moments(*args.a), Moments(*args.b)
+    res = welch_moments(a, b, args.alternative, args.confidence)
+    g, g_lo, g_hi = hedges_moments(a, b)
+    out = {"delta": res.delta, "ci_low": res.ci_low, "ci_high": res.ci_high, "t": res.t,
+           "df": res.df, "p": res.p, "alternative": args.alternative,
+           "confidence": args.confidence, "hedges_g": g, "g_low": g_lo, "g_high": g_hi,
+           "degenerate": res.degenerate}
+    if args.margin is not None:
+        out["margin"] = args.margin
+        out["tost_p"] = tost_moments(a, b, args.margin)
+    if args.json:
+        print(json.dumps({k: (None if isinstance(v, float) and math.isnan(v) else
+                              (str(v) if isinstance(v, float) and math.isinf(v) else v))
+                          for k, v in out.items()}))
+        return EXIT_OK
+    pct = f"{100 * args.confidence:g} %"
+    print(f"Welch's t-test of A − B ({args.alternative}), A = {a.mean:g} ± {a.sd:g} "
+          f"(n = {a.n}), B = {b.mean:g} ± {b.sd:g} (n = {b.n})")
+    if res.degenerate:
+        print(f"  degenerate: both SDs are 0, Δ = {res.delta:.6g} exactly; nothing to test")
+        return EXIT_OK
+    print(f"  Δ = {res.delta:.6g}, {pct} CI [{res.ci_low:.6g}, {res.ci_high:.6g}]")
+    print(f"  t = {res.t:.4f}, df = {res.df:.2f}, p = {res.p:.3g}")
+    print(f"  Hedges' g = {g:.3f} [{g_lo:.3f}, {g_hi:.3f}]")
+    if args.margin is not None:
+        print(f"  TOST p (|Δ| < {args.margin:g}) = {out['tost_p']:.3g}")
+    else:
+        print("  no equivalence test: give --margin to test |Δ| < margin")
+    return EXIT_OK
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``bench`` command; returns the exit code."""
     parser = build_parser()
@@ -308,7 +388,7 @@ def main(argv: list[str] | None = None) -> int:
     from bench.errors import BenchError
 
     commands = {"run": cmd_run, "plan": cmd_plan, "report": cmd_report, "data": cmd_data,
-                "status": cmd_status, "verify": cmd_verify}
+                "status": cmd_status, "verify": cmd_verify, "stats": cmd_stats}
     try:
         return commands[args.command](args)
     except BenchError as exc:

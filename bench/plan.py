@@ -2,8 +2,11 @@
 
 Keys (sha256, 16 hex digits shown) are functions of content, never of names or order:
 - init  = H(arch, weights fingerprint)  (sha256 of the file, or of (arch, seed) when random);
-- stage = H(parent key, the stage's config without cosmetic fields and data names, the hash of
-  the data it trains on, its seed);
+- stage = H(parent key, the stage's config without cosmetic fields, data names and its
+  replicate count, the hash of the data it trains on, its seed). Replicate r of a stage with
+  ``replicates: k`` trains with its own seed (:func:`replicate_seed`; replicate 0 keeps the
+  stage's seed, so its key is the key of the unreplicated stage and adding replicates to a
+  finished suite reuses its runs); every replicate of a parent gets k replicates of the child;
 - cell  = H(encoder key, the protocol's config without cosmetic fields, train/test manifest hashes);
 - trial = H(cell key, trial seed, the seed sources that vary, the base seed).
 So editing a description changes no key, renaming a stage changes no key, and the same stage used
@@ -25,7 +28,7 @@ from pydantic import BaseModel
 from bench.config.loader import LoadedSuite
 from bench.config.schema import DATA_REF_RE, ProtocolSpec, StageSpec, Suite
 from bench.errors import BenchError
-from bench.seeds import trial_seeds
+from bench.seeds import derive_seed, trial_seeds
 
 
 # --------------------------------------------------------------------------------------------
@@ -111,9 +114,21 @@ class InitNode:
     fingerprint: str
 
 
+def replicate_seed(seed: int, replicate: int) -> int:
+    """The seed of replicate ``replicate`` of a stage whose seed is ``seed`` (replicate 0:
+    ``seed`` itself; others: ``derive_seed(seed, "replicate<r>")``)."""
+    return seed if replicate == 0 else derive_seed(seed, f"replicate{replicate}")
+
+
+def replicate_label(path: tuple[int, ...]) -> str:
+    """``(1,)`` → ``'1'``; ``(0, 2)`` → ``'0.2'`` (indices of the replicated stages of a chain,
+    outermost first); ``()`` → ``''``."""
+    return ".".join(str(r) for r in path)
+
+
 @dataclass
 class StageNode:
-    """One pre-training stage applied to one parent encoder."""
+    """One pre-training stage (one replicate of it) applied to one parent encoder."""
 
     key: str
     label: str
@@ -123,11 +138,20 @@ class StageNode:
     parent_key: str
     spec: StageSpec
     data_hash: str
+    replicate: str = ""
+    """Replicate path of this node (see :func:`replicate_label`; '' when nothing up to it is
+    replicated)."""
+
+    @property
+    def display(self) -> str:
+        """The label with its replicate, e.g. ``tiny+SSL [r1]``."""
+        return f"{self.label} [r{self.replicate}]" if self.replicate else self.label
 
 
 @dataclass
 class Cell:
-    """One (init chain, protocol) combination."""
+    """One (init chain, protocol) combination on one encoder: a cell whose chain has
+    replicated stages is one ``Cell`` per pre-training replicate (same name, own key)."""
 
     name: str
     key: str
@@ -137,6 +161,19 @@ class Cell:
     spec: ProtocolSpec
     encoder_key: str
     stage_key: str | None
+    replicate: str = ""
+    """Replicate path of the encoder ('' when no stage of the chain is replicated)."""
+
+    @property
+    def display(self) -> str:
+        """The name with its replicate, e.g. ``tiny+SSL/fine_tune [r1]``."""
+        return f"{self.name} [r{self.replicate}]" if self.replicate else self.name
+
+    @property
+    def unit(self) -> str:
+        """The pre-training replicate that is the unit of inference: the index of the
+        outermost replicated stage ('' when none is replicated)."""
+        return self.replicate.split(".")[0]
 
 
 @dataclass
@@ -172,8 +209,27 @@ class Plan:
         return next(s for s in self.stages if s.key == key)
 
     def trials_of(self, cell: Cell) -> list[Trial]:
-        """The trials of one cell, by seed."""
+        """The trials of one cell (one replicate of it), by seed."""
         return [t for t in self.trials if t.cell.key == cell.key]
+
+    def cell_names(self) -> list[str]:
+        """Cell names in grid order, each once (replicates share a name)."""
+        return list(dict.fromkeys(c.name for c in self.cells))
+
+    def replicates_of(self, name: str) -> list[Cell]:
+        """The cells (one per pre-training replicate) of one cell name."""
+        return [c for c in self.cells if c.name == name]
+
+    def stage_keys_of(self, name: str) -> set[str]:
+        """Keys of every stage node behind a cell name's encoders (all replicates)."""
+        parent = {s.key: s.parent_key for s in self.stages}
+        out: set[str] = set()
+        for c in self.replicates_of(name):
+            key = c.stage_key
+            while key in parent:
+                out.add(key)
+                key = parent[key]
+        return out
 
     def dependencies(self) -> dict[str, list[str]]:
         """The DAG as node key → keys it depends on (stages → parent stage; trials → stage)."""
@@ -294,39 +350,49 @@ def build_plan(loaded: LoadedSuite, base_dir: Path | None = None, check_files: b
         inits[name] = InitNode(name=name, key=content_key("init", spec.arch, fp), fingerprint=fp)
 
     stages: dict[str, StageNode] = {}
-    encoder_of: dict[tuple[str, tuple[str, ...]], str] = {}
+    encoders_of: dict[tuple[str, tuple[str, ...]], list[tuple[tuple[int, ...], str]]] = {}
     for init, chain, _ in cells_spec:
-        parent = inits[init].key
+        leaves: list[tuple[tuple[int, ...], str]] = [((), inits[init].key)]
         for i, stage_name in enumerate(chain):
             spec = suite.stages[stage_name]
             dh = data_hash(datasets, spec.data, spec.repeat)
-            view = {k: v for k, v in key_view(spec).items() if k not in ("data", "repeat")}
             source = method_digest(spec.method)
-            if source:  # user methods only: bench's own keep their keys
-                view["method_source"] = source
-            key = content_key("stage", parent, view, dh)
-            if key not in stages:
-                stages[key] = StageNode(
-                    key=key, label=chain_label(init, chain[: i + 1]), name=stage_name, init=init,
-                    chain=chain[: i + 1], parent_key=parent, spec=spec, data_hash=dh,
-                )
-            parent = key
-        encoder_of[(init, chain)] = parent
+            grown = []
+            for path, parent in leaves:
+                for r in range(spec.replicates):
+                    rspec = spec if r == 0 else spec.model_copy(
+                        update={"seed": replicate_seed(spec.seed, r)})
+                    view = {k: v for k, v in key_view(rspec).items()
+                            if k not in ("data", "repeat", "replicates")}
+                    if source:  # user methods only: bench's own keep their keys
+                        view["method_source"] = source
+                    key = content_key("stage", parent, view, dh)
+                    sub = (*path, r) if spec.replicates > 1 else path
+                    if key not in stages:
+                        stages[key] = StageNode(
+                            key=key, label=chain_label(init, chain[: i + 1]), name=stage_name,
+                            init=init, chain=chain[: i + 1], parent_key=parent, spec=rspec,
+                            data_hash=dh, replicate=replicate_label(sub),
+                        )
+                    grown.append((sub, key))
+            leaves = grown
+        encoders_of[(init, chain)] = leaves
 
     cells: list[Cell] = []
     for init, chain, proto in cells_spec:
         spec = suite.protocols[proto]
-        enc = encoder_of[(init, chain)]
         tr_ds, tr_part = parse_ref(spec.train)
         te_ds, te_part = parse_ref(spec.test)
-        key = content_key(
-            "cell", enc, key_view(spec),
-            datasets[tr_ds].manifest_hash(tr_part), datasets[te_ds].manifest_hash(te_part),
-        )
-        cells.append(Cell(
-            name=cell_name(init, chain, proto), key=key, init=init, chain=chain, protocol=proto,
-            spec=spec, encoder_key=enc, stage_key=enc if chain else None,
-        ))
+        for path, enc in encoders_of[(init, chain)]:
+            key = content_key(
+                "cell", enc, key_view(spec),
+                datasets[tr_ds].manifest_hash(tr_part), datasets[te_ds].manifest_hash(te_part),
+            )
+            cells.append(Cell(
+                name=cell_name(init, chain, proto), key=key, init=init, chain=chain,
+                protocol=proto, spec=spec, encoder_key=enc, stage_key=enc if chain else None,
+                replicate=replicate_label(path),
+            ))
 
     plan = Plan(loaded=loaded, datasets=datasets, inits=inits, stages=list(stages.values()),
                 cells=cells, missing=missing)

@@ -33,8 +33,16 @@ def describe_plan(plan: Plan, status: Mapping[str, RunRecord] | None, trials: bo
         return r.status.lower() if r else "pending"
 
     suite = plan.suite
-    lines = [f"suite {suite.name}: {len(plan.stages)} stage(s), {len(plan.cells)} cell(s), "
-             f"{len(plan.trials)} trial(s) ({suite.seeds.count} seeds per cell)"]
+    names = plan.cell_names()
+    reps = [s for s in plan.stages if s.replicate]
+    lines = [f"suite {suite.name}: {len(plan.stages)} stage(s), {len(names)} cell(s), "
+             f"{len(plan.trials)} trial(s) ({suite.seeds.count} seeds per cell"
+             + (f" and pre-trained encoder; {len(plan.cells)} (cell, replicate) pairs"
+                if len(plan.cells) > len(names) else "") + ")"]
+    if reps:
+        lines.append("replicated stages: " + ", ".join(
+            f"{name} ×{spec.replicates}" for name, spec in suite.stages.items()
+            if spec.replicates > 1 and any(s.name == name for s in reps)))
     lines.append("")
     lines.append("datasets:")
     for name, ds in plan.datasets.items():
@@ -46,7 +54,7 @@ def describe_plan(plan: Plan, status: Mapping[str, RunRecord] | None, trials: bo
         for s in plan.stages:
             n = _stage_images(plan, s)
             epochs = s.spec.warmup_epochs + s.spec.epochs
-            lines.append(f"  {st(s.key):<9} {s.label:<40} {s.spec.method:<14} {n} images × "
+            lines.append(f"  {st(s.key):<9} {s.display:<40} {s.spec.method:<14} {n} images × "
                          f"{epochs} epochs  key {s.key[:12]}")
     lines.append("")
     lines.append("cells (finished/total trials):")
@@ -63,7 +71,7 @@ def describe_plan(plan: Plan, status: Mapping[str, RunRecord] | None, trials: bo
         per = n_train * (c.spec.n_warmup + c.spec.epochs) + n_test * passes
         trial_cost += per * (len(cell_trials) - done)
         extra = f", {failed} failed" if failed else ""
-        lines.append(f"  {done:>3}/{len(cell_trials):<3} {c.name:<48} key {c.key[:12]}{extra}")
+        lines.append(f"  {done:>3}/{len(cell_trials):<3} {c.display:<48} key {c.key[:12]}{extra}")
         if trials:
             for t in cell_trials:
                 lines.append(f"          {st(t.key):<9} seed {t.seed:<5} key {t.key[:12]}")

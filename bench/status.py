@@ -36,7 +36,7 @@ def describe_status(plan: Plan, status: Mapping[str, RunRecord]) -> str:
         lines.append("stages:")
         for s in plan.stages:
             st = _state(status, s.key)
-            lines.append(f"  {st.lower():<9} {s.label}")
+            lines.append(f"  {st.lower():<9} {s.display}")
     lines.append("")
     head = f"  {'cell':<44}" + "".join(f"{h.lower():>10}" for h in STATES)
     lines.append(head)
@@ -49,10 +49,10 @@ def describe_status(plan: Plan, status: Mapping[str, RunRecord]) -> str:
             n[st] += 1
             r = status.get(t.key)
             if st in ("FAILED", "KILLED") and r is not None:
-                failures.append(f"  {c.name} seed={t.seed}: {st.lower()}: "
+                failures.append(f"  {c.display} seed={t.seed}: {st.lower()}: "
                                 f"{r.tags.get('bench.failure', '(no reason recorded)')}")
         total += n
-        lines.append(f"  {c.name:<44}" + "".join(f"{n[s]:>10}" for s in STATES))
+        lines.append(f"  {c.display:<44}" + "".join(f"{n[s]:>10}" for s in STATES))
     lines.append(f"  {'total':<44}" + "".join(f"{total[s]:>10}" for s in STATES))
     now = time.time()
     for r in status.values():

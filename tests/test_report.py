@@ -16,6 +16,7 @@ from bench.plan import build_plan
 from bench.report.render import render, write_csv
 from bench.report.tables import build_report
 from bench.stats import (
+    Moments,
     benjamini_hochberg,
     hedges_g,
     holm,
@@ -24,6 +25,7 @@ from bench.stats import (
     prob_superiority,
     tost,
     welch,
+    welch_power,
 )
 
 PAPER = """\
@@ -102,9 +104,13 @@ def test_paper_p_values_through_the_report(paper) -> None:
     second = next(r for r in data.contrasts if r.a == "SL+I/ft" and r.b == "SSL+I/ft"
                   and r.family == "further")
     assert f"{second.test.p:.2g}" == "0.071"
-    # not significant, and not shown equivalent within ±0.02 either? TOST decides, never p > α
-    assert second.verdict in ("inconclusive", "A ≈ B")
-    assert second.verdict == ("A ≈ B" if second.tost_p < 0.05 else "inconclusive")
+    # not significant; with its declared ±0.02 margin, TOST (alone in its family) decides
+    assert second.margin == 0.02 and second.tost_p_holm == second.tost_p < 0.05
+    assert second.verdict == "A ≈ B"
+    # the same pair without a declared margin: inconclusive, never "≈"
+    plain = next(r for r in data.contrasts if r.a == "SL+I/ft" and r.b == "SSL+I/ft"
+                 and r.family == "all")
+    assert plain.margin is None and np.isnan(plain.tost_p) and plain.verdict == "inconclusive"
 
 
 def test_every_statistic_matches_an_independent_computation(paper) -> None:
@@ -126,11 +132,14 @@ def test_every_statistic_matches_an_independent_computation(paper) -> None:
         # TOST: statsmodels, and two one-sided scipy Welch tests against the margins
         from statsmodels.stats.weightstats import ttost_ind
 
-        ref_tost = ttost_ind(a, b, -r.margin, r.margin, usevar="unequal")[0]
-        assert r.tost_p == pytest.approx(ref_tost, abs=1e-10)
-        lo = stats.ttest_ind(a, b - r.margin, equal_var=False, alternative="greater").pvalue
-        hi = stats.ttest_ind(a, b + r.margin, equal_var=False, alternative="less").pvalue
-        assert r.tost_p == pytest.approx(max(lo, hi), abs=1e-10)
+        if r.margin is None:  # no declared margin: no equivalence test at all
+            assert np.isnan(r.tost_p) and r.verdict != "A ≈ B"
+        else:
+            ref_tost = ttost_ind(a, b, -r.margin, r.margin, usevar="unequal")[0]
+            assert r.tost_p == pytest.approx(ref_tost, abs=1e-10)
+            lo = stats.ttest_ind(a, b - r.margin, equal_var=False, alternative="greater").pvalue
+            hi = stats.ttest_ind(a, b + r.margin, equal_var=False, alternative="less").pvalue
+            assert r.tost_p == pytest.approx(max(lo, hi), abs=1e-10)
         assert r.prob_a_better == pytest.approx(
             stats.mannwhitneyu(a, b).statistic / (na * nb), abs=1e-10)
         ci = ref.confidence_interval()
@@ -179,14 +188,28 @@ def test_paired_tests_and_summaries(paper) -> None:
 
 
 def test_min_detectable_effect_has_80_percent_power() -> None:
+    # equal n and SD: Welch's noncentral t at the Welch df
     n, alpha, sd = 35, 0.05, 0.015
-    mde = min_detectable_effect(n, n, alpha, sd)
-    d = mde / sd
-    df = 2 * n - 2
-    nc = d * np.sqrt(n / 2)
+    mde = min_detectable_effect(Moments(0.7, sd, n), Moments(0.7, sd, n), alpha)
+    df = 2 * n - 2  # Welch–Satterthwaite df of equal arms
+    nc = mde / (sd * np.sqrt(2 / n))
     crit = stats.t.ppf(1 - alpha / 2, df)
     power = stats.nct.sf(crit, df, nc) + stats.nct.cdf(-crit, df, nc)
-    assert power == pytest.approx(0.8, abs=1e-4)
+    assert power == pytest.approx(0.8, abs=1e-6)
+    # unequal n and SD (35 vs 10, SD 1 vs 2): the pooled-SD Student MDE said 1.31, where
+    # Welch's test has power 0.44; the Welch MDE has 80 % power in simulated Welch tests
+    a, b = Moments(0.0, 1.0, 35), Moments(0.0, 2.0, 10)
+    mde = min_detectable_effect(a, b, alpha)
+    assert mde > 1.9
+    assert welch_power(1.31, a, b, alpha) == pytest.approx(0.44, abs=0.01)
+    rng = np.random.default_rng(3)
+    hits = [welch(rng.normal(mde, 1, 35), rng.normal(0, 2, 10)).p < alpha for _ in range(4000)]
+    assert float(np.mean(hits)) == pytest.approx(0.8, abs=0.02)
+    # one-sided, at a Holm family's first-step level
+    one = min_detectable_effect(a, b, alpha / 8, "greater")
+    hits = [welch(rng.normal(one, 1, 35), rng.normal(0, 2, 10), "greater").p < alpha / 8
+            for _ in range(4000)]
+    assert float(np.mean(hits)) == pytest.approx(0.8, abs=0.02)
 
 
 def test_generators_expand_as_documented(paper) -> None:
@@ -235,7 +258,7 @@ def test_formats_render(paper, tmp_path: Path) -> None:
     plan, results, _ = paper
     data = build_report(plan, results)
     md = render(data, "markdown")
-    assert "| SSL | 35 | 0 | 0.6911 ± 0.0112" in md and "1.27e-11" in md
+    assert "| SSL | — | 35 | 0 | 0.6911 ± 0.0112" in md and "1.27e-11" in md
     assert "## Methods" in md and "Holm" in md
     data.figures = all_figures(data, results)
     html = render(data, "html")

@@ -89,6 +89,18 @@ def check_references(suite: Suite) -> list[Problem]:
         if m not in METRICS:
             out.append(Problem(("report", "metrics", i),
                                f"unknown metric {m!r}{did_you_mean(m, METRICS)}"))
+    for m in suite.report.margins:
+        if m not in METRICS:
+            out.append(Problem(("report", "margins", m),
+                               f"unknown metric {m!r}{did_you_mean(m, METRICS)}"))
+    for name, pub in suite.published.items():
+        if name not in cells:
+            out.append(Problem(("published", name),
+                               f"unknown cell {name!r}{did_you_mean(name, cells)}"))
+        for m in pub.values:
+            if m not in METRICS:
+                out.append(Problem(("published", name, m),
+                                   f"unknown metric {m!r}{did_you_mean(m, METRICS)}"))
     return out
 
 

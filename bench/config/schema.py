@@ -11,10 +11,10 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
-COSMETIC = {"cosmetic": True}
-"""``json_schema_extra`` marker: the field is ignored by content keys."""
+from bench.config.base import COSMETIC, Strict
+from bench.config.reporting import ContrastSpec, PublishedSpec, ReportSpec
 
 SEED_SOURCES = ("head", "order", "augment", "tta", "lr_search")
 """Sources of randomness a trial seed is split into (``seeds.vary`` picks which differ)."""
@@ -22,12 +22,6 @@ SEED_SOURCES = ("head", "order", "augment", "tta", "lr_search")
 _NAME = r"[A-Za-z][A-Za-z0-9_\-]*"
 NAME_RE = re.compile(rf"^{_NAME}$")
 DATA_REF_RE = re.compile(rf"^({_NAME})(?::({_NAME}))?$")
-
-
-class Strict(BaseModel):
-    """Base of every schema model: unknown keys are errors, values are validated on assignment."""
-
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
 def _description() -> Any:
@@ -339,7 +333,12 @@ class StageSpec(Strict):
                                   description="SSL view augmentations (two-view methods).")
     augment: AugmentSpec = Field(default_factory=lambda: AugmentSpec(),
                                  description="Single-view augmentation (supervised).")
-    seed: int = Field(0, description="Seed of the stage's randomness.")
+    seed: int = Field(0, description="Seed of the stage's randomness (replicate 0's).")
+    replicates: int = Field(
+        1, ge=1, description="Independent pre-training runs, each with its own seed (replicate "
+        "r > 0: a seed derived from `seed` and r); every downstream cell is evaluated on each, "
+        "and its contrasts test replicate means. 1: one run, and verdicts that compare it say "
+        "so.")
 
     @field_validator("data", mode="before")
     @classmethod
@@ -454,52 +453,6 @@ class SeedsSpec(Strict):
     )
 
 
-class ContrastSpec(Strict):
-    """A declared comparison A − B, or a generator of them.
-
-    Explicit: ``a`` and ``b`` (cell names). Generators: ``all_pairs: true`` (every pair of
-    cells) or ``vs: <cell>`` (every other cell against it); ``within: protocol`` keeps pairs of
-    the same protocol (with ``vs``, each protocol's cells are compared with the baseline
-    encoder evaluated by that protocol).
-    """
-
-    a: str | None = Field(None, description="Cell name of A.")
-    b: str | None = Field(None, description="Cell name of B.")
-    all_pairs: bool = Field(False, description="Generate every pair of cells.")
-    vs: str | None = Field(None, description="Generate every cell against this one.")
-    within: Literal["protocol"] | None = Field(None, description="Pairs of one protocol only.")
-    descendants: bool = Field(
-        False, description="With `vs`: only cells whose encoder further pre-trains the baseline's.")
-    metric: str | None = Field(None, description="One metric (default: the report's metrics).")
-    alternative: Literal["two-sided", "greater", "less"] = Field(
-        "two-sided", description="`greater` tests A > B."
-    )
-    family: str = Field("default", description="Multiplicity family (Holm within it).")
-    margin: float = Field(0.01, gt=0, description="Equivalence margin (metric units).")
-    paired: bool = Field(False, description="Also a paired t-test and Wilcoxon (matched seeds).")
-    label: str = Field("", description="Display name; cosmetic.", json_schema_extra=COSMETIC)
-
-    @model_validator(mode="after")
-    def _one_form(self) -> ContrastSpec:
-        forms = [self.a is not None or self.b is not None, self.all_pairs, self.vs is not None]
-        if sum(forms) != 1:
-            raise ValueError("a contrast is either explicit (a and b), all_pairs: true, or "
-                             "vs: <cell>")
-        if forms[0] and (self.a is None or self.b is None):
-            raise ValueError("an explicit contrast needs both 'a' and 'b'")
-        return self
-
-
-class ReportSpec(Strict):
-    """What `bench report` shows."""
-
-    title: str = Field("", description="Report title; cosmetic.", json_schema_extra=COSMETIC)
-    metrics: list[str] = Field(
-        default_factory=lambda: ["accuracy", "f1_weighted"], description="Metrics reported."
-    )
-    alpha: float = Field(0.05, gt=0, lt=1, description="Significance level.")
-
-
 class SlurmSpec(Strict):
     """How ``bench run --executor slurm`` submits work through submitit (never part of a key).
 
@@ -565,6 +518,9 @@ class Suite(Strict):
     seeds: SeedsSpec = Field(default_factory=SeedsSpec, description="Trials per cell.")
     contrasts: list[ContrastSpec] = Field(default_factory=list, description="Comparisons.")
     report: ReportSpec = Field(default_factory=ReportSpec, description="Report settings.")
+    published: dict[str, PublishedSpec] = Field(
+        default_factory=dict, description="cell name → its published results (mean, sd, n per "
+        "metric, and the source), shown beside the measured ones with a replication verdict.")
     slurm: SlurmSpec = Field(default_factory=SlurmSpec, description="SLURM submission settings.")
 
     @field_validator("datasets", "inits", "stages", "protocols")

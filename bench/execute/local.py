@@ -259,10 +259,10 @@ class LocalExecutor:
         if not local.exists():
             rec = self.tracker.status_by_key("stage").get(key)
             if rec is None or rec.status != FINISHED:
-                raise RuntimeError(f"stage {stage.label} has not finished; cannot evaluate it")
+                raise RuntimeError(f"stage {stage.display} has not finished; cannot evaluate it")
             local = self.tracker.artifact_path(rec.run_id, "encoder.pt", self._tmp / key)
         load_into(backbone, torch.load(local, map_location="cpu", weights_only=True),
-                  f"of stage {stage.label}")
+                  f"of stage {stage.display}")
         return backbone
 
     def _claim(self, kind: str, key: str, name: str, tags: dict[str, str],
@@ -308,13 +308,15 @@ class LocalExecutor:
         for ref in spec.data:
             tags.update(self._manifest_tag(ref))
         tags.update(self._lineage_tags(node.init, None))
-        run_id = self._claim("stage", node.key, node.label, tags,
+        if node.replicate:
+            tags["bench.replicate"] = node.replicate
+        run_id = self._claim("stage", node.key, node.display, tags,
                              params=flatten(key_view(spec), "stage."))
         if run_id is None:
             return False
-        self.say(f"{self._step()} stage {node.label} ({spec.method})")
+        self.say(f"{self._step()} stage {node.display} ({spec.method})")
         n_epochs = spec.warmup_epochs + spec.epochs
-        self.progress.unit(f"stage {node.label}", n_epochs)
+        self.progress.unit(f"stage {node.display}", n_epochs)
         try:
             first_ref = parse_ref(spec.data[0])[0]
             classes = self.plan.datasets[first_ref].classes
@@ -327,7 +329,7 @@ class LocalExecutor:
             def on_epoch(phase: str, epoch: int, loss: float) -> None:
                 self.tracker.log_metrics(run_id, {f"{phase}_loss": loss}, step=epoch)
                 done[0] += 1
-                self.progress.epoch(f"stage {node.label} ({phase})", done[0], n_epochs, loss)
+                self.progress.epoch(f"stage {node.display} ({phase})", done[0], n_epochs, loss)
                 if self.stop_requested:
                     raise StopRequested
 
@@ -372,9 +374,11 @@ class LocalExecutor:
         tags = {"bench.cell": cell.name, "bench.init": cell.init,
                 "bench.chain": "+".join(cell.chain), "bench.protocol": cell.protocol,
                 "bench.encoder_key": cell.encoder_key}
+        if cell.replicate:
+            tags["bench.replicate"] = cell.replicate
         for ref in (cell.spec.train, cell.spec.test):
             tags.update(self._manifest_tag(ref))
-        run_id = self.tracker.start("cell", cell.key, cell.name,
+        run_id = self.tracker.start("cell", cell.key, cell.display,
                                     flatten(key_view(cell.spec), "protocol."), tags)
         first = next(r for r in self.tracker.runs_for_key(cell.key) if r.kind == "cell")
         if first.run_id != run_id:
@@ -396,12 +400,14 @@ class LocalExecutor:
         tags = {"bench.cell": cell.name, "bench.seed": str(trial.seed),
                 "bench.device": str(self.device), "bench.cell_key": cell.key}
         tags.update({f"bench.seed.{k}": str(v) for k, v in trial.seeds.items()})
+        if cell.replicate:
+            tags["bench.replicate"] = cell.replicate
         for ref in (spec.train, spec.test):
             tags.update(self._manifest_tag(ref))
         tags.update(self._lineage_tags(cell.init, cell.stage_key))
         params = {"cell": cell.name, "seed": str(trial.seed), **flatten(key_view(spec),
                                                                         "protocol.")}
-        name = f"{cell.name} seed={trial.seed}"
+        name = f"{cell.display} seed={trial.seed}"
         return ClaimRequest("trial", trial.key, name, tags, parent), params
 
     def _finish_trial(self, trial: Trial, run_id: str, result, classes: list[str]) -> None:
@@ -416,9 +422,12 @@ class LocalExecutor:
         folder = self._tmp / trial.key
         folder.mkdir(parents=True, exist_ok=True)
         pred = folder / "predictions.npz"
+        ds_name, part = parse_ref(trial.cell.spec.test)
+        cases = self.plan.datasets[ds_name].part(part)  # the order the test images were served
         np.savez_compressed(pred, probs=result.probs.astype(np.float16),
                             pred=result.probs.argmax(1), labels=result.labels,
-                            classes=np.array(classes))
+                            classes=np.array(classes), ids=np.array(cases["id"].astype(str).tolist()),
+                            groups=np.array(cases["group"].astype(str).tolist()))
         self.tracker.log_artifact(run_id, pred)
         confusion = folder / "confusion.json"
         confusion.write_text(json.dumps({"classes": classes,
@@ -457,7 +466,7 @@ class LocalExecutor:
                 metrics["optuna_val_accuracy"] = value
             self.tracker.log_metrics(run_id, metrics, step=number)
 
-        self.say(f"  {cell.name}: optuna search of the max lr ({spec.lr_search.n_trials} "
+        self.say(f"  {cell.display}: optuna search of the max lr ({spec.lr_search.n_trials} "
                  f"candidates, validation split of the training part)")
         res = optuna_search(spec, fresh, train, classes, seeds, self.device,
                             self.output / "optuna", study, log)
@@ -482,11 +491,11 @@ class LocalExecutor:
     def run_search(self, cell: Cell) -> bool:
         """Claim and run a cell's lr search; log ``cell_max_lr`` on it and on the cell run."""
         parent = self._cell_run(cell)
-        run_id = self._claim("search", search_key(cell), f"{cell.name} lr search",
+        run_id = self._claim("search", search_key(cell), f"{cell.display} lr search",
                              {"bench.cell": cell.name, "bench.cell_key": cell.key}, parent)
         if run_id is None:
             return False
-        self.progress.unit(f"{cell.name} lr search", 1)
+        self.progress.unit(f"{cell.display} lr search", 1)
         try:
             backbone0, state = self._cell_context(cell)
             sd = self.plan.suite.seeds
@@ -500,9 +509,9 @@ class LocalExecutor:
             raise
         except Exception as exc:
             self._end(run_id, FAILED, failure_reason(exc))
-            self.say(f"  {cell.name}: lr search FAILED {failure_reason(exc)}")
+            self.say(f"  {cell.display}: lr search FAILED {failure_reason(exc)}")
             return True
-        self.say(f"  {cell.name}: max lr {lr:.3g} (searched once for the cell)")
+        self.say(f"  {cell.display}: max lr {lr:.3g} (searched once for the cell)")
         return True
 
     def run_trials(self, cell: Cell, todo: list[Trial], cell_lr: float | None,
@@ -536,7 +545,7 @@ class LocalExecutor:
                 self._report(t, None, failure_reason(exc), summary)
             return True
         if bank:
-            self.progress.unit(f"{cell.name} HeadBank ×{len(claimed)}",
+            self.progress.unit(f"{cell.display} HeadBank ×{len(claimed)}",
                                spec.n_warmup + spec.epochs)
             try:
                 backbone0.load_state_dict(state)
@@ -557,7 +566,7 @@ class LocalExecutor:
             return True
         (trial, run_id), = claimed
         total = spec.n_warmup + spec.epochs
-        self.progress.unit(f"{cell.name} seed={trial.seed}", total)
+        self.progress.unit(f"{cell.display} seed={trial.seed}", total)
         try:
             lr = cell_lr
             if lr is None and spec.lr_search.method == "optuna":
@@ -569,7 +578,7 @@ class LocalExecutor:
             def on_epoch(phase: str, epoch: int, loss: float) -> None:
                 self.tracker.log_metrics(run_id, {f"{phase}_loss": loss}, step=epoch)
                 done[0] += 1
-                self.progress.epoch(f"{cell.name} seed={trial.seed}", done[0], total, loss)
+                self.progress.epoch(f"{cell.display} seed={trial.seed}", done[0], total, loss)
                 if self.stop_requested:
                     raise StopRequested
 
@@ -588,9 +597,9 @@ class LocalExecutor:
 
     def _report(self, trial: Trial, metrics: dict | None, error: str,
                 summary: RunSummary) -> None:
-        name = f"{self._step()} {trial.cell.name} seed={trial.seed}"
+        name = f"{self._step()} {trial.cell.display} seed={trial.seed}"
         if metrics is None:
-            summary.failed.append(f"{trial.cell.name} seed={trial.seed}: {error}")
+            summary.failed.append(f"{trial.cell.display} seed={trial.seed}: {error}")
             self.say(f"{name}: FAILED {error}")
         else:
             summary.trials_run += 1
@@ -691,8 +700,8 @@ class LocalExecutor:
             except (KeyboardInterrupt, StopRequested):
                 raise
             except Exception as exc:  # recorded on its run; what depends on it is given up
-                what = (f"stage {unit.stage.label}" if unit.stage is not None
-                        else f"cell {unit.cell.name if unit.cell else '?'}")
+                what = (f"stage {unit.stage.display}" if unit.stage is not None
+                        else f"cell {unit.cell.display if unit.cell else '?'}")
                 summary.failed.append(f"{what}: {failure_reason(exc)}")
                 self.say(f"  FAILED: {failure_reason(exc)}")
         self._finish_cells(self.view(since_ms))
@@ -722,7 +731,7 @@ class LocalExecutor:
             if view.failed_now(node.key) or node.parent_key in failed_stages:
                 failed_stages.add(node.key)
                 if node.key not in given_up and not view.failed_now(node.key):
-                    self._give_up([node.key], f"stage {node.label}", "its parent stage failed",
+                    self._give_up([node.key], f"stage {node.display}", "its parent stage failed",
                                   given_up, summary)
                 given_up.add(node.key)
                 continue
@@ -747,7 +756,7 @@ class LocalExecutor:
                     reason = ("stage failed" if cell.stage_key in failed_stages
                               else "its stage has not finished")
                     for t in trials:
-                        self._give_up([t.key], f"{cell.name} seed={t.seed}", reason,
+                        self._give_up([t.key], f"{cell.display} seed={t.seed}", reason,
                                       given_up, summary)
                 continue
             if self.needs_cell_search(cell) and self.cell_lr(cell, view) is None:
@@ -755,7 +764,7 @@ class LocalExecutor:
                 if view.failed_now(skey):
                     reason = view.best[skey].tags.get("bench.failure", "lr search failed")
                     for t in trials:
-                        self._give_up([t.key], f"{cell.name} seed={t.seed}",
+                        self._give_up([t.key], f"{cell.display} seed={t.seed}",
                                       f"lr search failed: {reason}", given_up, summary)
                 elif view.busy(skey):
                     waiting = True

@@ -23,6 +23,11 @@ def _svg(fig) -> str:
     return text[text.index("<svg"):]
 
 
+def plain_text(text: str) -> str:
+    """A user's text as matplotlib draws it literally (no mathtext from ``$…$``)."""
+    return text.replace("$", r"\$")
+
+
 def strip_plot(data: ReportData, results: pd.DataFrame, metric: str) -> str:
     """One row per cell: every seed's value (points) over a box plot."""
     import matplotlib
@@ -44,14 +49,17 @@ def strip_plot(data: ReportData, results: pd.DataFrame, metric: str) -> str:
     for p, g in zip(pos, groups, strict=True):
         ax.scatter(g, p + rng.uniform(-0.15, 0.15, len(g)), s=6, alpha=0.6, color="#1f77b4",
                    rasterized=len(g) > 50)
-    ax.set_yticks(pos, cells, fontsize=7)
-    ax.set_xlabel(metric)
+    ax.set_yticks(pos, [plain_text(c) for c in cells], fontsize=9)
+    ax.tick_params(axis="x", labelsize=9)
+    ax.set_xlabel(plain_text(metric), fontsize=9)
     ax.grid(axis="x", alpha=0.3)
     return _svg(fig)
 
 
 def forest_plot(data: ReportData, metric: str) -> str:
-    """Δ = A − B with its Welch CI for every contrast on ``metric``."""
+    """Δ = A − B with the 95 % CI of the test its verdict uses (an arrow where a one-sided
+    bound is open), the case-level bootstrap CI below it when there is one, and ticks at
+    ±margin where a margin is declared."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -60,24 +68,48 @@ def forest_plot(data: ReportData, metric: str) -> str:
 
     plt.rcParams["svg.fonttype"] = "none"
     rows = [r for r in data.contrasts if r.metric == metric][:FOREST_MAX_ROWS][::-1]
-    fig, ax = plt.subplots(figsize=(7, 0.35 * max(len(rows), 1) + 1))
+    fig, ax = plt.subplots(figsize=(7, 0.42 * max(len(rows), 1) + 1))
     colours = [{"A ≻ B": "#2ca02c", "B ≻ A": "#d62728", "A ≈ B": "#1f77b4"}.get(r.verdict,
                                                                                "#7f7f7f")
                for r in rows]
-    delta = np.array([r.test.delta for r in rows], dtype=float)
-    lo = np.array([r.test.ci_low for r in rows], dtype=float)
-    hi = np.array([r.test.ci_high for r in rows], dtype=float)
-    lo = np.where(np.isfinite(lo), lo, delta)
-    hi = np.where(np.isfinite(hi), hi, delta)
-    y = np.arange(len(rows))
-    ax.hlines(y, lo, hi, colors=colours)
-    ax.scatter(delta, y, c=colours, s=12, zorder=3)
-    if rows:
-        margin = max(r.margin for r in rows)
-        ax.axvspan(-margin, margin, color="#1f77b4", alpha=0.06)
+    delta = np.array([r.primary.delta for r in rows], dtype=float)
+    lo = np.array([r.primary.ci_low for r in rows], dtype=float)
+    hi = np.array([r.primary.ci_high for r in rows], dtype=float)
+    cases = [r.case.result if r.case is not None else None for r in rows]
+    finite = np.concatenate([delta, lo, hi, [c.ci_low for c in cases if c], [c.ci_high for c in
+                                                                              cases if c],
+                             [0.0], [m for r in rows if r.margin for m in (-r.margin,
+                                                                           r.margin)]])
+    finite = finite[np.isfinite(finite)]
+    span = float(finite.max() - finite.min()) if len(finite) else 1.0
+    left, right = (float(finite.min()) - 0.08 * span, float(finite.max()) + 0.08 * span) \
+        if len(finite) else (-1.0, 1.0)
+    y = np.arange(len(rows), dtype=float)
+    for yi, d, a, b, col in zip(y, delta, lo, hi, colours, strict=True):
+        if not np.isfinite(d):
+            continue
+        a_end, b_end = (a if np.isfinite(a) else left), (b if np.isfinite(b) else right)
+        ax.hlines(yi, a_end, b_end, colors=col)
+        if not np.isfinite(a):
+            ax.annotate("", xy=(left, yi), xytext=(d, yi),
+                        arrowprops={"arrowstyle": "->", "color": col})
+        if not np.isfinite(b):
+            ax.annotate("", xy=(right, yi), xytext=(d, yi),
+                        arrowprops={"arrowstyle": "->", "color": col})
+    ax.scatter(delta, y, c=colours, s=14, zorder=3)
+    for yi, c in zip(y, cases, strict=True):
+        if c is not None and np.isfinite(c.delta):
+            a = c.ci_low if np.isfinite(c.ci_low) else left
+            b = c.ci_high if np.isfinite(c.ci_high) else right
+            ax.hlines(yi - 0.28, a, b, colors="#9467bd", linestyles="dotted")
+    for yi, r in zip(y, rows, strict=True):
+        if r.margin is not None:
+            ax.plot([-r.margin, r.margin], [yi, yi], "|", color="#1f77b4", ms=8)
+    ax.set_xlim(left, right)
     ax.axvline(0, color="black", lw=0.8)
-    ax.set_yticks(y, [r.label for r in rows], fontsize=7)
-    ax.set_xlabel(f"Δ {metric} (A − B), 95 % CI")
+    ax.set_yticks(y, [plain_text(r.label) for r in rows], fontsize=9)
+    ax.tick_params(axis="x", labelsize=9)
+    ax.set_xlabel(f"Δ {plain_text(metric)} (A − B), 95 % CI", fontsize=9)
     ax.grid(axis="x", alpha=0.3)
     return _svg(fig)
 
@@ -111,6 +143,12 @@ def hasse_svg(order: PartialOrder) -> str:
         out.append(f'<line x1="{xa + box_w / 2:.0f}" y1="{ya + box_h:.0f}" '
                    f'x2="{xb + box_w / 2:.0f}" y2="{yb:.0f}" stroke="#333" '
                    'marker-end="url(#arrow)"/>')
+    for a, b in order.opposite:  # against the declared direction: a flag, not a verdict
+        (xa, ya), (xb, yb) = pos[a], pos[b]
+        out.append(f'<line x1="{xa + box_w / 2:.0f}" y1="{ya + box_h / 2:.0f}" '
+                   f'x2="{xb + box_w / 2:.0f}" y2="{yb + box_h / 2:.0f}" stroke="#b42318" '
+                   'stroke-dasharray="2 3"><title>data point against the declared direction'
+                   '</title></line>')
     for a, b in order.equivalent:
         (xa, ya), (xb, yb) = pos[a], pos[b]
         out.append(f'<line x1="{xa + box_w / 2:.0f}" y1="{ya + box_h / 2:.0f}" '
@@ -133,5 +171,6 @@ def all_figures(data: ReportData, results: pd.DataFrame) -> dict[str, str]:
         if any(r.metric == m for r in data.contrasts):
             figs[f"forest_{m}"] = forest_plot(data, m)
     for o in data.orders:
-        figs[f"hasse_{o.metric}_{o.protocol}"] = hasse_svg(o)
+        if o.better or o.equivalent or o.opposite:  # an empty diagram says nothing
+            figs[f"hasse_{o.metric}_{o.protocol}"] = hasse_svg(o)
     return figs

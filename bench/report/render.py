@@ -57,6 +57,26 @@ def stars(p: float | None) -> str:
     return "***" if p < 1e-3 else "**" if p < 1e-2 else "*" if p < 0.05 else ""
 
 
+def md_escape(text: object) -> str:
+    """User text in Markdown: HTML is shown, never interpreted; table pipes are escaped."""
+    return (str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+            .replace("|", "\\|"))
+
+
+def pretraining(cell: object) -> str:
+    """How often a cell's stages were pre-trained: — (none), '1 run', 'k runs'."""
+    kind = getattr(cell, "pretraining", "none")
+    if kind == "none":
+        return "—"
+    k = getattr(cell, "replicates", 1)
+    return "1 run" if kind == "single" else f"{k} runs"
+
+
+def margin_text(m: float | None) -> str:
+    """A declared margin, or '–' when none was declared."""
+    return "–" if m is None else f"±{m:g}"
+
+
 def render(data: ReportData, fmt: str) -> str:
     """The report as text in ``fmt`` (markdown, html or latex)."""
     from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
@@ -66,7 +86,9 @@ def render(data: ReportData, fmt: str) -> str:
     env = Environment(loader=FileSystemLoader(str(template_dir())), undefined=StrictUndefined,
                       trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True,
                       autoescape=select_autoescape(["html.j2"]))
-    env.filters.update(num=num, p=pval, tex=latex_escape, stars=stars)
+    env.filters.update(num=num, p=pval, tex=latex_escape, stars=stars, md=md_escape,
+                       pretraining=pretraining, margin=margin_text,
+                       evidence=lambda c: c.evidence)
     if fmt == "latex":  # numbers may carry ∞ or − signs: escape them too
         env.filters.update(num=lambda x, d=3: latex_escape(num(x, d)),
                            p=lambda x: latex_escape(pval(x)))
@@ -81,20 +103,57 @@ def write_csv(data: ReportData, results: pd.DataFrame, out: Path) -> list[Path]:
     rows = []
     for c in data.cells:
         for m, s in c.metrics.items():
+            clus = c.clustering.get(m)
             rows.append({"cell": c.cell, "encoder": c.encoder, "protocol": c.protocol,
-                         "metric": m, "n": c.n, "failed": c.failed, "mean": s.mean, "sd": s.sd,
+                         "metric": m, "trials": c.n, "n": s.n, "non_finite": c.dropped.get(m, 0),
+                         "failed": c.failed, "mean": s.mean, "sd": s.sd,
                          "ci_low": s.ci_low, "ci_high": s.ci_high, "median": s.median,
-                         "q1": s.q1, "q3": s.q3})
+                         "q1": s.q1, "q3": s.q3, "pretraining": c.pretraining,
+                         "replicates": c.replicates,
+                         "icc": clus.icc if clus else math.nan,
+                         "effective_n": clus.effective_n if clus else math.nan})
     cells = out / "cells.csv"
     pd.DataFrame(rows).to_csv(cells, index=False)
-    crow = [{"a": r.a, "b": r.b, "metric": r.metric, "family": r.family,
-             "alternative": r.test.alternative, "n_a": r.n_a, "n_b": r.n_b,
-             "delta": r.test.delta, "ci_low": r.test.ci_low, "ci_high": r.test.ci_high,
-             "t": r.test.t, "df": r.test.df, "p": r.test.p, "p_holm": r.p_holm, "p_bh": r.p_bh,
-             "hedges_g": r.g, "g_low": r.g_low, "g_high": r.g_high,
-             "prob_a_better": r.prob_a_better, "margin": r.margin, "tost_p": r.tost_p,
-             "mde_80": r.mde, "paired_t_p": r.paired_t_p, "wilcoxon_p": r.wilcoxon_p,
-             "verdict": r.verdict} for r in data.contrasts]
+    crow = [_contrast_record(r) for r in data.contrasts]
     contrasts = out / "contrasts.csv"
     pd.DataFrame(crow).to_csv(contrasts, index=False)
-    return [trials, cells, contrasts]
+    paths = [trials, cells, contrasts]
+    if data.replication:
+        rep = out / "replication.csv"
+        pd.DataFrame([{"cell": x.cell, "metric": x.metric, "source": x.source,
+                       "published_mean": x.published.mean, "published_sd": x.published.sd,
+                       "published_n": x.published.n, "measured_mean": x.measured.mean,
+                       "measured_sd": x.measured.sd, "measured_n": x.measured.n,
+                       "delta": x.test.delta if x.test else math.nan,
+                       "p": x.test.p if x.test else math.nan, "p_holm": x.p_holm,
+                       "margin": x.margin, "tost_p_holm": x.tost_p_holm, "verdict": x.verdict}
+                      for x in data.replication]).to_csv(rep, index=False)
+        paths.append(rep)
+    return paths
+
+
+def _contrast_record(r) -> dict:
+    """One contrasts.csv row: the primary test, the seed-level test, the case-level
+    bootstrap and the verdicts."""
+    p, case = r.primary, r.case
+    return {"a": r.a, "b": r.b, "metric": r.metric, "family": r.family,
+            "alternative": r.alternative, "evidence": r.evidence, "scope": r.scope,
+            "single_run_stages": ";".join(r.single_runs), "n_a": r.units_a, "n_b": r.units_b,
+            "trials_a": r.n_a, "trials_b": r.n_b, "non_finite_a": r.dropped_a,
+            "non_finite_b": r.dropped_b, "delta": p.delta, "ci_low": p.ci_low,
+            "ci_high": p.ci_high, "t": p.t, "df": p.df, "p": p.p, "p_holm": r.p_holm,
+            "p_bh": r.p_bh, "seed_delta": r.test.delta, "seed_ci_low": r.test.ci_low,
+            "seed_ci_high": r.test.ci_high, "seed_p": r.test.p, "hedges_g": r.g,
+            "g_low": r.g_low, "g_high": r.g_high, "prob_a_better": r.prob_a_better,
+            "margin": r.margin, "margin_source": r.margin_source, "tost_p": r.tost_p,
+            "tost_p_holm": r.tost_p_holm, "mde_80": r.mde, "mde_alpha": r.mde_alpha,
+            "paired_t_p": r.paired_t_p, "wilcoxon_p": r.wilcoxon_p,
+            "degenerate": r.degenerate, "opposite": r.opposite, "p_opposite": r.p_opposite,
+            "case_delta": case.result.delta if case else math.nan,
+            "case_ci_low": case.result.ci_low if case else math.nan,
+            "case_ci_high": case.result.ci_high if case else math.nan,
+            "case_p": case.result.p if case else math.nan,
+            "case_p_holm": case.p_holm if case else math.nan,
+            "case_groups": case.result.n_groups if case else 0,
+            "case_verdict": case.verdict if case else "",
+            "verdict": r.verdict}

@@ -1,118 +1,29 @@
-"""Report data built from the results table and the suite's contrasts (no training here).
-
-Verdict of a contrast on a metric: with p_Holm (Holm within the contrast's family) < α the better
-cell is declared better (A ≻ B, or B ≻ A for a two-sided test with Δ < 0); otherwise, if the TOST
-equivalence test within ±margin has p < α, the cells are declared equivalent (A ≈ B); otherwise
-the result is "inconclusive" — a non-significant difference is never read as equality.
+"""Report data: the analysis (``bench.analysis``) plus what only a report needs (per-class
+tables, the methods paragraph, figures). No statistics are computed here.
 """
 
 from __future__ import annotations
 
-import math
-from collections import defaultdict
 from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, version
 
 import pandas as pd
 
-from bench.config.schema import Suite
-from bench.contrasts import expand_contrasts
-from bench.plan import Plan
-from bench.stats import (
-    Summary,
-    WelchResult,
-    benjamini_hochberg,
-    hedges_g,
-    holm,
-    min_detectable_effect,
-    paired,
-    pooled_sd,
-    prob_superiority,
-    summarize,
-    tost,
-    welch,
+from bench.analysis import (
+    Analysis,
+    CellRow,
+    ContrastRow,
+    PartialOrder,
+    ReplicationRow,
+    TrialPredictions,
+    analyse,
 )
-from bench.track import FINISHED
+from bench.config.schema import Suite
+from bench.plan import Plan
 
-
-@dataclass
-class CellRow:
-    """One line of a results table."""
-
-    cell: str
-    encoder: str
-    protocol: str
-    n: int
-    failed: int
-    planned: int
-    metrics: dict[str, Summary]
-
-
-@dataclass
-class ContrastRow:
-    """One line of the significance table."""
-
-    a: str
-    b: str
-    label: str
-    metric: str
-    family: str
-    margin: float
-    n_a: int
-    n_b: int
-    test: WelchResult
-    p_holm: float = math.nan
-    p_bh: float = math.nan
-    g: float = math.nan
-    g_low: float = math.nan
-    g_high: float = math.nan
-    prob_a_better: float = math.nan
-    tost_p: float = math.nan
-    mde: float = math.nan
-    paired_t_p: float | None = None
-    wilcoxon_p: float | None = None
-    verdict: str = "inconclusive"
-
-    @property
-    def significant(self) -> bool:
-        return self.verdict in ("A ≻ B", "B ≻ A")
-
-    @property
-    def equivalent(self) -> bool:
-        return self.verdict == "A ≈ B"
-
-
-@dataclass
-class PartialOrder:
-    """The relations the contrasts establish between the cells of one protocol on one metric."""
-
-    metric: str
-    protocol: str
-    nodes: list[str]
-    better: list[tuple[str, str]]
-    equivalent: list[tuple[str, str]]
-    inconclusive: list[tuple[str, str]]
-
-    def hasse(self) -> list[tuple[str, str]]:
-        """Transitive reduction of ``better`` (an edge a ≻ b is dropped when a ≻ c ≻ … ≻ b)."""
-        succ: dict[str, set[str]] = defaultdict(set)
-        for a, b in self.better:
-            succ[a].add(b)
-
-        def reach(start: str) -> set[str]:
-            seen, stack = set(), list(succ[start])
-            while stack:
-                x = stack.pop()
-                if x not in seen:
-                    seen.add(x)
-                    stack.extend(succ[x])
-            return seen
-
-        keep = []
-        for a, b in self.better:
-            if not any(b in reach(c) for c in succ[a] if c != b):
-                keep.append((a, b))
-        return keep
+__all__ = ["CellRow", "ContrastRow", "PartialOrder", "ReplicationRow", "ReportData",
+           "build_report", "methods_paragraph"]
+FINISHED = "FINISHED"
 
 
 @dataclass
@@ -125,10 +36,13 @@ class ReportData:
     cells: list[CellRow]
     contrasts: list[ContrastRow]
     orders: list[PartialOrder] = field(default_factory=list)
+    replication: list[ReplicationRow] = field(default_factory=list)
     per_class: dict[str, list[tuple[str, dict[str, float]]]] = field(default_factory=dict)
     class_names: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
     n_trials: int = 0
+    resamples: int = 0
     methods: str = ""
     figures: dict[str, str] = field(default_factory=dict)
 
@@ -146,108 +60,35 @@ class ReportData:
             rows.setdefault(c.encoder, {})[c.protocol] = c
         return list(rows.items())
 
+    @property
+    def replicated(self) -> bool:
+        """Whether any cell has replicated pre-training (the tables then show ICCs)."""
+        return any(c.pretraining == "replicated" for c in self.cells)
 
-def _verdict(row: ContrastRow, alternative: str, alpha: float) -> str:
-    if math.isfinite(row.p_holm) and row.p_holm < alpha:
-        if alternative == "greater" or (alternative == "two-sided" and row.test.delta > 0):
-            return "A ≻ B"
-        return "B ≻ A"
-    if math.isfinite(row.tost_p) and row.tost_p < alpha:
-        return "A ≈ B"
-    return "inconclusive"
+    @property
+    def has_cases(self) -> bool:
+        return any(r.case is not None for r in self.contrasts)
+
+    @property
+    def failures(self) -> list[tuple[str, str, int]]:
+        """(cell, reason, count) of every failed or interrupted trial."""
+        return [(c.cell, reason, n) for c in self.cells for reason, n in c.failures]
 
 
 def build_report(plan: Plan, results: pd.DataFrame, metrics: list[str] | None = None,
-                 alpha: float | None = None) -> ReportData:
-    """Per-cell summaries, every contrast's statistics and verdict, and the partial orders."""
-    suite = plan.suite
-    metrics = metrics or suite.report.metrics
-    alpha = suite.report.alpha if alpha is None else alpha
+                 alpha: float | None = None,
+                 predictions: dict[str, TrialPredictions] | None = None) -> ReportData:
+    """The analysis of ``results`` (and of the trials' predictions, when given) as report
+    data."""
+    a: Analysis = analyse(plan, results, metrics, alpha, predictions)
     finished = results[results["status"] == FINISHED] if len(results) else results
-    values: dict[tuple[str, str], list[float]] = {}
-    by_cell = {name: df for name, df in finished.groupby("cell")} if len(finished) else {}
-    cells: list[CellRow] = []
-    warnings: list[str] = []
-    planned = suite.seeds.count
-    failed_counts = (results[results["status"].isin(["FAILED", "KILLED"])]
-                     .groupby("cell").size().to_dict() if len(results) else {})
-    for cell in plan.cells:
-        rows = by_cell.get(cell.name)
-        summ = {}
-        for m in metrics:
-            v = rows.sort_values("seed")[m].tolist() if rows is not None and m in rows else []
-            values[(cell.name, m)] = v
-            summ[m] = summarize(v)
-        n = 0 if rows is None else len(rows)
-        failed = int(failed_counts.get(cell.name, 0))
-        cells.append(CellRow(cell.name, "+".join([cell.init, *cell.chain]), cell.protocol, n,
-                             failed, planned, summ))
-        if n < planned:
-            warnings.append(f"{cell.name}: {n} of {planned} trials finished"
-                            + (f" ({failed} failed or interrupted)" if failed else ""))
-    names = [c.name for c in plan.cells]
-    specs = expand_contrasts(suite.contrasts, names)
-    rows_out: list[ContrastRow] = []
-    alternatives: list[str] = []
-    seeds_of = {c: (by_cell[c].sort_values("seed")["seed"].tolist() if c in by_cell else [])
-                for c in names}
-    for c in specs:
-        for m in [c.metric] if c.metric else metrics:
-            va = values.get((c.a, m)) or _column(by_cell, c.a, m)
-            vb = values.get((c.b, m)) or _column(by_cell, c.b, m)
-            row = ContrastRow(a=c.a, b=c.b, label=c.label or f"{c.a} vs {c.b}", metric=m,
-                              family=c.family, margin=c.margin, n_a=len(va), n_b=len(vb),
-                              test=welch(va, vb, c.alternative))
-            row.g, row.g_low, row.g_high = hedges_g(va, vb)
-            row.prob_a_better = prob_superiority(va, vb)
-            row.tost_p = tost(va, vb, c.margin)
-            row.mde = min_detectable_effect(len(va), len(vb), alpha, pooled_sd(va, vb),
-                                            c.alternative)
-            if c.paired:
-                common = sorted(set(seeds_of[c.a]) & set(seeds_of[c.b]))
-                pa = [va[seeds_of[c.a].index(s)] for s in common]
-                pb = [vb[seeds_of[c.b].index(s)] for s in common]
-                row.paired_t_p, row.wilcoxon_p = paired(pa, pb, c.alternative)
-            rows_out.append(row)
-            alternatives.append(c.alternative)
-    families: dict[str, list[int]] = defaultdict(list)
-    for i, r in enumerate(rows_out):
-        families[r.family].append(i)
-    for idx in families.values():
-        for i, p in zip(idx, holm([rows_out[i].test.p for i in idx]), strict=True):
-            rows_out[i].p_holm = p
-    for r, p in zip(rows_out, benjamini_hochberg([r.test.p for r in rows_out]), strict=True):
-        r.p_bh = p
-    for r, alt in zip(rows_out, alternatives, strict=True):
-        r.verdict = _verdict(r, alt, alpha)
-    data = ReportData(suite=suite, metrics=metrics, alpha=alpha, cells=cells,
-                      contrasts=rows_out, warnings=warnings, n_trials=len(results))
-    data.orders = _orders(data)
+    data = ReportData(suite=plan.suite, metrics=a.metrics, alpha=a.alpha, cells=a.cells,
+                      contrasts=a.contrasts, orders=a.orders, replication=a.replication,
+                      warnings=a.warnings, notes=a.notes, n_trials=len(results),
+                      resamples=a.resamples)
     data.per_class, data.class_names = _per_class(plan, finished)
     data.methods = methods_paragraph(data)
     return data
-
-
-def _column(by_cell: dict, cell: str, metric: str) -> list[float]:
-    df = by_cell.get(cell)
-    if df is None or metric not in df:
-        return []
-    return df.sort_values("seed")[metric].dropna().tolist()
-
-
-def _orders(data: ReportData) -> list[PartialOrder]:
-    out = []
-    for m in data.metrics:
-        for proto in data.protocols:
-            nodes = [c.cell for c in data.cells_of(proto)]
-            rel = [r for r in data.contrasts if r.metric == m and r.a in nodes and r.b in nodes]
-            better = [(r.a, r.b) if r.verdict == "A ≻ B" else (r.b, r.a)
-                      for r in rel if r.significant]
-            eq = [(r.a, r.b) for r in rel if r.equivalent]
-            inc = [(r.a, r.b) for r in rel if r.verdict == "inconclusive"]
-            if rel:
-                out.append(PartialOrder(m, proto, nodes, better, eq, inc))
-    return out
 
 
 def _per_class(plan: Plan, finished: pd.DataFrame
@@ -258,8 +99,9 @@ def _per_class(plan: Plan, finished: pd.DataFrame
     classes = sorted({c[3:] for c in finished.columns if c.startswith("f1_")
                       and c not in ("f1_weighted", "f1_macro")})
     out: dict[str, list[tuple[str, dict[str, float]]]] = {}
-    for cell in plan.cells:
-        rows = finished[finished["cell"] == cell.name]
+    for name in plan.cell_names():
+        cell = plan.replicates_of(name)[0]
+        rows = finished[finished["cell"] == name]
         if rows.empty:
             continue
         vals = {c: float(rows[f"f1_{c}"].mean()) for c in classes if f"f1_{c}" in rows}
@@ -275,27 +117,73 @@ def _version(pkg: str) -> str:
 
 
 def methods_paragraph(data: ReportData) -> str:
-    """An auto-written description of the statistics, for a paper's methods section."""
+    """An auto-written description of the evidence and the statistics, for a paper's methods
+    section: which sources of variance each verdict covers, the tests, corrections, margins."""
     ns = sorted({c.n for c in data.cells})
     n_text = f"n = {ns[0]}" if len(ns) == 1 else f"n = {ns[0]}–{ns[-1]}"
-    fams = sorted({r.family for r in data.contrasts})
-    margins = sorted({r.margin for r in data.contrasts})
     parts = [
-        f"Each cell was evaluated over {data.suite.seeds.count} seeds ({n_text} finished trials "
-        f"per cell; seeds varied: {', '.join(data.suite.seeds.vary)}). We report the mean ± "
-        "sample standard deviation and a 95 % t-interval of the mean.",
+        f"Each cell was evaluated over {data.suite.seeds.count} seeds per pre-trained encoder "
+        f"({n_text} finished trials per cell; seeds varied: "
+        f"{', '.join(data.suite.seeds.vary) or 'none'}). We report the mean ± sample standard "
+        "deviation and a 95 % t-interval of the mean over the finite values (failed trials and "
+        "non-finite values are counted, never silently dropped).",
     ]
+    reps = [c for c in data.cells if c.pretraining == "replicated"]
+    if reps:
+        ks = sorted({c.replicates for c in reps})
+        parts.append(
+            f"Pre-training stages marked as replicated were run {'/'.join(map(str, ks))} times "
+            "independently, each replicate with its own seed, and every trial was run on each "
+            "replicate; contrasts involving them were tested on the replicate means (one value "
+            "per pre-training run), and the share of variance due to pre-training is reported "
+            "as the intra-class correlation (one-way random-effects ANOVA) with the effective "
+            "number of independent trials.")
     if data.contrasts:
+        fams = sorted({r.family for r in data.contrasts})
         parts.append(
             "Cells were compared with Welch's unequal-variance t-test (two-sided unless a "
             "direction was declared), with Welch–Satterthwaite 95 % confidence intervals of the "
             "difference, Hedges' g and the probability of superiority as effect sizes. "
             f"p-values were adjusted with Holm's method within each family of contrasts "
-            f"({len(fams)} famil{'y' if len(fams) == 1 else 'ies'}) and, across the report, "
-            f"with Benjamini–Hochberg; the significance level was α = {data.alpha}. "
-            "Equivalence was tested with two one-sided t-tests (TOST, unequal variances) "
-            f"within a margin of ±{', '.join(f'{m:g}' for m in margins)}; a difference that is "
-            "neither significant nor equivalent is reported as inconclusive.")
+            f"({len(fams)} famil{'y' if len(fams) == 1 else 'ies'}, "
+            "every declared contrast counted) and, across the report, with Benjamini–Hochberg; "
+            f"the significance level was α = {data.alpha}. The minimum detectable difference "
+            "is the |Δ| Welch's test detects with 80 % power at the level of the first Holm "
+            "step of its family (α / m), for the observed n and standard deviations.")
+        single = sorted({s for r in data.contrasts for s in r.single_runs})
+        if single:
+            parts.append(
+                "Verdicts marked “1 pre-training run” compare encoders that differ in a stage "
+                f"pre-trained once ({', '.join(single)}): they cover the variation between "
+                "evaluation seeds around those checkpoints, not the variation between "
+                "pre-training runs, and so are about these checkpoints rather than the "
+                "pre-training methods.")
+        margins = sorted({(r.metric, r.margin, r.margin_source) for r in data.contrasts
+                          if r.margin is not None})
+        if margins:
+            text = "; ".join(f"±{m:g} on {metric}" + (" (report.margins)"
+                                                        if src == "report.margins" else "")
+                             for metric, m, src in margins)
+            parts.append(
+                "Equivalence was tested with two one-sided t-tests (TOST, unequal variances; "
+                f"Holm-adjusted like the difference tests) within the declared margins: {text}. "
+                "Contrasts without a declared margin were not tested for equivalence; a "
+                "difference that is not significant is reported as inconclusive, never as equal.")
+        else:
+            parts.append(
+                "No equivalence margin was declared, so no contrast was tested for equivalence; "
+                "a difference that is not significant is reported as inconclusive, never as "
+                "equal.")
+        if data.has_cases:
+            parts.append(
+                f"Case-level evidence: a paired bootstrap over the test set's groups (patients "
+                f"or lesions; {data.resamples} resamples, the same for both cells of a "
+                "contrast, seeds averaged within a cell) gives a percentile 95 % interval of Δ "
+                "for new patients and a second, Holm-adjusted verdict.")
+    if data.replication:
+        parts.append(
+            "Published results were compared with the measured ones by Welch's test from "
+            "summary statistics (two-sided, Holm across the replication table).")
     parts.append(
         f"Software: bench {_version('bench')}, PyTorch {_version('torch')}, "
         f"SciPy {_version('scipy')}, statsmodels {_version('statsmodels')}.")

@@ -1,0 +1,148 @@
+"""Per-cell evidence: the values each metric has, how they nest in pre-training replicates,
+and what was lost on the way (failed trials, non-finite metrics), never silently.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from bench.plan import Plan
+from bench.stats import Summary, summarize
+from bench.stats.replicates import Clustering, clustering, unit_means
+
+FINISHED = "FINISHED"
+LOST = ("FAILED", "KILLED")
+
+
+@dataclass
+class Arm:
+    """One cell's values on one metric, as its contrasts use them (finite values only; the
+    non-finite ones are counted in ``dropped``).
+
+    Attributes:
+        values: (n,) finite trial values, ordered by (replicate, seed).
+        units: (n,) the pre-training replicate of each value ('' without replicates).
+        keys: (n,) (replicate, seed) of each value, to match trials between cells.
+        replicated: the cell's chain has a replicated stage: its unit of inference is the
+            replicate, not the trial.
+        dropped: finished trials whose value of this metric is NaN or infinite.
+    """
+
+    values: np.ndarray
+    units: np.ndarray
+    keys: list[tuple[str, int]]
+    replicated: bool
+    dropped: int = 0
+
+    def unit_values(self) -> np.ndarray:
+        """Replicate means when replicated, else the trial values."""
+        return unit_means(self.values, self.units) if self.replicated else self.values
+
+
+@dataclass
+class CellRow:
+    """One line of a results table.
+
+    Attributes:
+        n: finished trials (every metric's own n is in ``metrics[m].n``).
+        failed: failed or interrupted trials. planned: trials the plan has.
+        dropped: per metric, finished trials whose value is not finite.
+        pretraining: ``none`` (the init as given), ``single`` (its stages ran once) or
+            ``replicated`` (``replicates`` independent pre-training runs).
+        clustering: per metric, the ICC of the trials in their replicates (replicated only).
+        failures: (reason, count) of the failed or interrupted trials.
+    """
+
+    cell: str
+    encoder: str
+    protocol: str
+    n: int
+    failed: int
+    planned: int
+    metrics: dict[str, Summary]
+    dropped: dict[str, int] = field(default_factory=dict)
+    pretraining: str = "none"
+    replicates: int = 1
+    clustering: dict[str, Clustering] = field(default_factory=dict)
+    failures: list[tuple[str, int]] = field(default_factory=list)
+    unit_metrics: dict[str, Summary] = field(default_factory=dict)
+    """Per metric, the summary of the replicate means (replicated cells only)."""
+
+
+def pretraining_of(plan: Plan, name: str) -> tuple[str, int]:
+    """(``none`` | ``single`` | ``replicated``, number of outermost replicates) of a cell."""
+    cells = plan.replicates_of(name)
+    if not cells[0].chain:
+        return "none", 1
+    units = {c.unit for c in cells}
+    if units == {""}:
+        return "single", 1
+    return "replicated", len(units)
+
+
+def _frame(results: pd.DataFrame, name: str) -> pd.DataFrame:
+    rows = results[(results["cell"] == name) & (results["status"] == FINISHED)]
+    order = [c for c in ("replicate", "seed") if c in rows]
+    return rows.sort_values(order) if len(rows) else rows
+
+
+def arm(plan: Plan, results: pd.DataFrame, name: str, metric: str) -> Arm:
+    """The finite values of ``metric`` for cell ``name``."""
+    rows = _frame(results, name) if len(results) else results
+    replicated = pretraining_of(plan, name)[0] == "replicated"
+    if not len(rows) or metric not in rows:
+        return Arm(np.array([]), np.array([], dtype=str), [], replicated, 0)
+    v = rows[metric].to_numpy(dtype=float)
+    ok = np.isfinite(v)
+    units = rows["unit"].astype(str).to_numpy() if "unit" in rows else np.full(len(v), "")
+    reps = rows["replicate"].astype(str).tolist() if "replicate" in rows else [""] * len(v)
+    keys = [(r, int(s)) for r, s, k in zip(reps, rows["seed"], ok, strict=True) if k]
+    return Arm(v[ok], units[ok], keys, replicated, int((~ok).sum()))
+
+
+def cell_rows(plan: Plan, results: pd.DataFrame, metrics: list[str]
+              ) -> tuple[list[CellRow], list[str]]:
+    """A row per cell name, and the warnings a reader must see first (incomplete cells,
+    non-finite metric values)."""
+    warnings: list[str] = []
+    rows: list[CellRow] = []
+    per_rep = plan.suite.seeds.count
+    for name in plan.cell_names():
+        reps = plan.replicates_of(name)
+        first = reps[0]
+        planned = per_rep * len(reps)
+        cell_res = results[results["cell"] == name] if len(results) else results
+        fin = cell_res[cell_res["status"] == FINISHED] if len(cell_res) else cell_res
+        lost = cell_res[cell_res["status"].isin(LOST)] if len(cell_res) else cell_res
+        kind, k = pretraining_of(plan, name)
+        row = CellRow(cell=name, encoder="+".join([first.init, *first.chain]),
+                      protocol=first.protocol, n=len(fin), failed=len(lost), planned=planned,
+                      metrics={}, pretraining=kind, replicates=k)
+        reasons = Counter(str(r).splitlines()[0] if str(r) else "(no reason recorded)"
+                          for r in (lost["failure"] if len(lost) else []))
+        row.failures = sorted(reasons.items(), key=lambda x: -x[1])
+        for m in metrics:
+            a = arm(plan, results, name, m)
+            row.metrics[m] = summarize(a.values)
+            row.dropped[m] = a.dropped
+            if a.dropped:
+                warnings.append(f"{name}: {a.dropped} finished trial(s) have no finite {m} "
+                                f"(NaN or infinite); {m} uses n = {len(a.values)}")
+            if kind == "replicated":
+                row.clustering[m] = clustering(a.values, a.units)
+                row.unit_metrics[m] = summarize(a.unit_values())
+        rows.append(row)
+        if row.n < planned:
+            warnings.append(f"{name}: {row.n} of {planned} trials finished"
+                            + (f" ({row.failed} failed or interrupted)" if row.failed else ""))
+    return rows, warnings
+
+
+def effective_n(c: Clustering | None) -> float:
+    """The effective number of independent trials, NaN when unknown."""
+    return c.effective_n if c is not None else math.nan

@@ -1,0 +1,249 @@
+"""Contrasts → evidence and verdicts, with the sources of variance each one covers.
+
+Three kinds of evidence per contrast A − B on one metric:
+
+- **seeds**: Welch's test over the trials. It measures how much the evaluation itself varies
+  (head init, batch order, augmentation, TTA) around the checkpoints the cells were evaluated on.
+- **replicates**: Welch's test over the pre-training replicate means, when a cell's chain has
+  a replicated stage (``replicates: k``): each replicate is one independent pre-training run,
+  so the test is about the pre-training method, not one checkpoint of it. A cell without
+  replicated pre-training enters with its trials. This is the primary test whenever it exists
+  and no stage that differs between the cells ran only once.
+- **cases**: a paired bootstrap over the test set's groups (patients / lesions), seeds averaged
+  within a cell: is the difference expected to hold on new patients?
+
+The primary verdict uses the replicate-level test when it exists, else the seed-level one; when
+the cells differ in a stage that was pre-trained once, it is about those checkpoints and says so
+("(1 pre-training run)"). A ≻ B when the Holm-adjusted p (within the contrast's family, every
+declared contrast counted) is below α; A ≈ B only when a margin is declared (on the contrast or
+in ``report.margins``) and the Holm-adjusted TOST p is below α; otherwise *inconclusive*. A
+contrast whose arms are both constant is *degenerate*: no test, the exact Δ is shown.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+from bench.analysis.cells import Arm
+from bench.stats import (
+    Moments,
+    WelchResult,
+    benjamini_hochberg,
+    hedges_g,
+    holm,
+    holm_levels,
+    min_detectable_effect,
+    paired,
+    prob_superiority,
+    tost,
+    welch,
+)
+from bench.stats.bootstrap import BootstrapResult
+
+BETTER, WORSE, EQUIVALENT = "A ≻ B", "B ≻ A", "A ≈ B"
+INCONCLUSIVE, DEGENERATE = "inconclusive", "degenerate"
+SINGLE_RUN = "1 pre-training run"
+
+
+@dataclass
+class CaseEvidence:
+    """The paired group bootstrap of a contrast, with its own Holm-adjusted verdict."""
+
+    result: BootstrapResult
+    p_holm: float = math.nan
+    p_equivalent_holm: float = math.nan
+    verdict: str = INCONCLUSIVE
+
+
+@dataclass
+class ContrastRow:
+    """One contrast on one metric: every kind of evidence and the verdict."""
+
+    a: str
+    b: str
+    label: str
+    metric: str
+    family: str
+    margin: float | None
+    n_a: int
+    n_b: int
+    test: WelchResult
+    """Seed-level Welch test over the finite trial values."""
+    alternative: str = "two-sided"
+    margin_source: str = ""
+    evidence: str = "seeds"
+    """``seeds`` or ``replicates``: which test the verdict uses."""
+    replicate_test: WelchResult | None = None
+    units_a: int = 0
+    units_b: int = 0
+    single_runs: list[str] = field(default_factory=list)
+    """Stages that differ between the cells and were pre-trained once."""
+    dropped_a: int = 0
+    dropped_b: int = 0
+    p_holm: float = math.nan
+    p_bh: float = math.nan
+    g: float = math.nan
+    g_low: float = math.nan
+    g_high: float = math.nan
+    prob_a_better: float = math.nan
+    tost_p: float = math.nan
+    tost_p_holm: float = math.nan
+    mde: float = math.nan
+    mde_alpha: float = math.nan
+    paired_t_p: float | None = None
+    wilcoxon_p: float | None = None
+    degenerate: str = ""
+    p_opposite: float = math.nan
+    case: CaseEvidence | None = None
+    verdict: str = INCONCLUSIVE
+    alpha: float = 0.05
+    unit_moments: tuple[Moments, Moments] | None = None
+    """Moments of the primary test's units (trials or replicate means) of A and B."""
+
+    @property
+    def primary(self) -> WelchResult:
+        """The test the verdict uses."""
+        return self.replicate_test if self.replicate_test is not None else self.test
+
+    @property
+    def scope(self) -> str:
+        """'' or why the verdict is about particular checkpoints."""
+        return SINGLE_RUN if self.single_runs else ""
+
+    @property
+    def shown_verdict(self) -> str:
+        """The verdict with its scope, e.g. ``A ≻ B (1 pre-training run)``."""
+        return f"{self.verdict} ({self.scope})" if self.scope else self.verdict
+
+    @property
+    def opposite(self) -> bool:
+        """A one-sided contrast whose data point the other way (opposite one-sided p < α,
+        unadjusted): not a verdict, but never hidden."""
+        return math.isfinite(self.p_opposite) and self.p_opposite < self.alpha
+
+    @property
+    def significant(self) -> bool:
+        return self.verdict in (BETTER, WORSE)
+
+    @property
+    def equivalent(self) -> bool:
+        return self.verdict == EQUIVALENT
+
+
+def _degenerate(a: Moments, b: Moments) -> str:
+    return (f"both arms are constant (A = {a.mean:.4g} and B = {b.mean:.4g} in every "
+            f"{'replicate' if a.n else 'trial'}): Δ = {a.mean - b.mean:.4g} exactly on these "
+            "runs, with no variance to test it against")
+
+
+def evaluate(a: str, b: str, metric: str, arm_a: Arm, arm_b: Arm, alternative: str,
+             margin: float | None, single_runs: list[str], family: str = "default",
+             label: str = "", matched: bool = False) -> ContrastRow:
+    """Every statistic of one contrast that does not depend on the rest of its family."""
+    va, vb = arm_a.values, arm_b.values
+    row = ContrastRow(a=a, b=b, label=label or f"{a} vs {b}", metric=metric, family=family,
+                      margin=margin, n_a=len(va), n_b=len(vb), test=welch(va, vb, alternative),
+                      alternative=alternative, single_runs=single_runs,
+                      dropped_a=arm_a.dropped, dropped_b=arm_b.dropped)
+    ua, ub = va, vb
+    if (arm_a.replicated or arm_b.replicated) and not single_runs:
+        ua, ub = arm_a.unit_values(), arm_b.unit_values()
+        row.evidence = "replicates"
+        row.replicate_test = welch(ua, ub, alternative)
+    row.units_a, row.units_b = len(ua), len(ub)
+    row.unit_moments = (Moments.of(ua), Moments.of(ub))
+    row.g, row.g_low, row.g_high = hedges_g(va, vb)
+    row.prob_a_better = prob_superiority(va, vb)
+    if margin is not None:
+        row.tost_p = tost(ua, ub, margin)
+    primary = row.primary
+    if primary.degenerate:
+        row.degenerate = _degenerate(Moments.of(ua), Moments.of(ub))
+    elif alternative != "two-sided" and math.isfinite(primary.p):
+        row.p_opposite = 1.0 - primary.p
+    if matched:
+        pos_b = {k: i for i, k in enumerate(arm_b.keys)}
+        common = [(i, pos_b[k]) for i, k in enumerate(arm_a.keys) if k in pos_b]
+        row.paired_t_p, row.wilcoxon_p = paired([va[i] for i, _ in common],
+                                                [vb[j] for _, j in common], alternative)
+    return row
+
+
+def _direction(delta: float, alternative: str) -> str:
+    if alternative == "greater" or (alternative == "two-sided" and delta > 0):
+        return BETTER
+    return WORSE
+
+
+def _verdict(p_holm: float, tost_holm: float, delta: float, alternative: str,
+             alpha: float) -> str:
+    if math.isfinite(p_holm) and p_holm < alpha:
+        return _direction(delta, alternative)
+    if math.isfinite(tost_holm) and tost_holm < alpha:
+        return EQUIVALENT
+    return INCONCLUSIVE
+
+
+def _families(rows: list[ContrastRow]) -> dict[str, list[int]]:
+    fam: dict[str, list[int]] = defaultdict(list)
+    for i, r in enumerate(rows):
+        fam[r.family].append(i)
+    return fam
+
+
+def _holm_into(rows: list[ContrastRow], idx: list[int], get, put) -> None:
+    """Holm over ``get(row)`` of the rows ``idx`` (NaN counted in m), written by ``put``."""
+    for i, p in zip(idx, holm([get(rows[i]) for i in idx]), strict=True):
+        put(rows[i], p)
+
+
+def _case_p(r: ContrastRow) -> float:
+    return r.case.result.p if r.case is not None else math.nan
+
+
+def _case_eq(r: ContrastRow) -> float:
+    return r.case.result.p_equivalent if r.case is not None else math.nan
+
+
+def _set(name: str):
+    def put(r: ContrastRow, p: float) -> None:
+        setattr(r, name, p)
+    return put
+
+
+def _set_case(name: str):
+    def put(r: ContrastRow, p: float) -> None:
+        if r.case is not None:
+            setattr(r.case, name, p)
+    return put
+
+
+def decide(rows: list[ContrastRow], alpha: float) -> None:
+    """Holm within each family and BH across the report on the primary p-values (every
+    declared contrast counted, also one without a p-value), the same for the TOST p-values of
+    the contrasts with a margin and for the case-level bootstrap; the detectable effect at the
+    level of the family's first Holm step; and the verdicts."""
+    for idx in _families(rows).values():
+        margined = [i for i in idx if rows[i].margin is not None]
+        _holm_into(rows, idx, lambda r: r.primary.p, _set("p_holm"))
+        _holm_into(rows, margined, lambda r: r.tost_p, _set("tost_p_holm"))
+        _holm_into(rows, idx, _case_p, _set_case("p_holm"))
+        _holm_into(rows, margined, _case_eq, _set_case("p_equivalent_holm"))
+        level = holm_levels(len(idx), alpha)
+        for i in idx:
+            r = rows[i]
+            r.mde_alpha = level
+            if r.unit_moments is not None:
+                r.mde = min_detectable_effect(*r.unit_moments, level, r.alternative)
+    for r, p in zip(rows, benjamini_hochberg([r.primary.p for r in rows]), strict=True):
+        r.p_bh = p
+    for r in rows:
+        r.alpha = alpha
+        r.verdict = (DEGENERATE if r.degenerate else
+                     _verdict(r.p_holm, r.tost_p_holm, r.primary.delta, r.alternative, alpha))
+        if r.case is not None:
+            c = r.case
+            c.verdict = _verdict(c.p_holm, c.p_equivalent_holm, c.result.delta, r.alternative,
+                                 alpha)

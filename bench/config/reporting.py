@@ -1,0 +1,115 @@
+"""The suite's analysis sections: contrasts, report settings and published numbers.
+
+None of these enter a content key: changing a contrast, a margin or the bootstrap never
+retrains anything. An equivalence margin is never assumed: ``≈`` needs a margin declared on
+the contrast or per metric in ``report.margins``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import ConfigDict, Field, model_validator
+
+from bench.config.base import COSMETIC, Strict
+
+
+class ContrastSpec(Strict):
+    """A declared comparison A − B, or a generator of them.
+
+    Explicit: ``a`` and ``b`` (cell names). Generators: ``all_pairs: true`` (every pair of
+    cells) or ``vs: <cell>`` (every other cell against it); ``within: protocol`` keeps pairs of
+    the same protocol (with ``vs``, each protocol's cells are compared with the baseline
+    encoder evaluated by that protocol).
+    """
+
+    a: str | None = Field(None, description="Cell name of A.")
+    b: str | None = Field(None, description="Cell name of B.")
+    all_pairs: bool = Field(False, description="Generate every pair of cells.")
+    vs: str | None = Field(None, description="Generate every cell against this one.")
+    within: Literal["protocol"] | None = Field(None, description="Pairs of one protocol only.")
+    descendants: bool = Field(
+        False, description="With `vs`: only cells whose encoder further pre-trains the baseline's.")
+    metric: str | None = Field(None, description="One metric (default: the report's metrics).")
+    alternative: Literal["two-sided", "greater", "less"] = Field(
+        "two-sided", description="`greater` tests A > B."
+    )
+    family: str = Field("default", description="Multiplicity family (Holm within it).")
+    margin: float | None = Field(
+        None, gt=0, description="Equivalence margin (metric units): with it, TOST can declare "
+        "A ≈ B. Without it (and without `report.margins` for the metric) no equivalence is "
+        "tested.")
+    paired: bool = Field(False, description="Also a paired t-test and Wilcoxon (matched seeds).")
+    label: str = Field("", description="Display name; cosmetic.", json_schema_extra=COSMETIC)
+
+    @model_validator(mode="after")
+    def _one_form(self) -> ContrastSpec:
+        forms = [self.a is not None or self.b is not None, self.all_pairs, self.vs is not None]
+        if sum(forms) != 1:
+            raise ValueError("a contrast is either explicit (a and b), all_pairs: true, or "
+                             "vs: <cell>")
+        if forms[0] and (self.a is None or self.b is None):
+            raise ValueError("an explicit contrast needs both 'a' and 'b'")
+        return self
+
+
+class BootstrapSpec(Strict):
+    """The case-level evidence: a paired bootstrap over the test set's groups."""
+
+    resamples: int = Field(2000, ge=0, description="Resamples B (0: no case-level evidence).")
+    seed: int = Field(0, description="Seed of the resampling.")
+
+
+class ReportSpec(Strict):
+    """What `bench report` shows."""
+
+    title: str = Field("", description="Report title; cosmetic.", json_schema_extra=COSMETIC)
+    metrics: list[str] = Field(
+        default_factory=lambda: ["accuracy", "f1_weighted"], description="Metrics reported."
+    )
+    alpha: float = Field(0.05, gt=0, lt=1, description="Significance level.")
+    margins: dict[str, float] = Field(
+        default_factory=dict, description="metric → equivalence margin for every contrast on "
+        "that metric that declares none itself (e.g. {accuracy: 0.01}).")
+    bootstrap: BootstrapSpec = Field(default_factory=BootstrapSpec,
+                                     description="Case-level paired bootstrap.")
+
+    @model_validator(mode="after")
+    def _positive_margins(self) -> ReportSpec:
+        bad = [m for m, v in self.margins.items() if not v > 0]
+        if bad:
+            raise ValueError(f"margins must be > 0; check {bad}")
+        return self
+
+
+class PublishedValue(Strict):
+    """A published mean, with its SD and n when the source gives them."""
+
+    mean: float = Field(description="Published mean.")
+    sd: float | None = Field(None, ge=0, description="Published sample SD (n − 1).")
+    n: int | None = Field(None, ge=1, description="Runs behind the published mean.")
+
+
+class PublishedSpec(Strict):
+    """A cell's published results: ``{source: "…", <metric>: {mean, sd, n}, …}``; the report
+    shows them beside the measured ones with a replication verdict."""
+
+    model_config = ConfigDict(extra="allow", validate_assignment=True)
+
+    source: str = Field(description="Where the numbers come from (paper, table).")
+    margin: float | None = Field(
+        None, gt=0, description="Margin of the replication verdict (default: report.margins).")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _metric_values(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            fixed = {"source", "margin"}
+            data = {k: (v if k in fixed else PublishedValue.model_validate(v))
+                    for k, v in data.items()}
+        return data
+
+    @property
+    def values(self) -> dict[str, PublishedValue]:
+        """metric → published value."""
+        return dict(self.__pydantic_extra__ or {})
