@@ -345,38 +345,26 @@ def cmd_data(args: argparse.Namespace) -> int:
 def cmd_stats(args: argparse.Namespace) -> int:
     """``bench stats welch``: Welch's test (and TOST) from summary statistics."""
     import json
-    import math
 
-    from bench.stats import Moments, hedges_moments, tost_moments, welch_moments
+    from bench.analysis.summary import welch_summary
 
-    a, b = Moments(*args.a), Moments(*args.b)
-    res = welch_moments(a, b, args.alternative, args.confidence)
-    g, g_lo, g_hi = hedges_moments(a, b)
-    out = {"delta": res.delta, "ci_low": res.ci_low, "ci_high": res.ci_high, "t": res.t,
-           "df": res.df, "p": res.p, "alternative": args.alternative,
-           "confidence": args.confidence, "hedges_g": g, "g_low": g_lo, "g_high": g_hi,
-           "degenerate": res.degenerate}
-    if args.margin is not None:
-        out["margin"] = args.margin
-        out["tost_p"] = tost_moments(a, b, args.margin)
+    out = welch_summary(args.a, args.b, args.alternative, args.margin, args.confidence)
     if args.json:
-        print(json.dumps({k: (None if isinstance(v, float) and math.isnan(v) else
-                              (str(v) if isinstance(v, float) and math.isinf(v) else v))
-                          for k, v in out.items()}))
+        print(json.dumps(out))
         return EXIT_OK
-    pct = f"{100 * args.confidence:g} %"
-    print(f"Welch's t-test of A − B ({args.alternative}), A = {a.mean:g} ± {a.sd:g} "
-          f"(n = {a.n}), B = {b.mean:g} ± {b.sd:g} (n = {b.n})")
-    if res.degenerate:
-        print(f"  degenerate: both SDs are 0, Δ = {res.delta:.6g} exactly; nothing to test")
+    (ma, sa, na), (mb, sb, nb) = args.a, args.b
+    print(f"Welch's t-test of A − B ({args.alternative}), A = {ma:g} ± {sa:g} (n = {na}), "
+          f"B = {mb:g} ± {sb:g} (n = {nb})")
+    if out["degenerate"]:
+        print(f"  degenerate: both SDs are 0, Δ = {out['delta']:.6g} exactly; nothing to test")
         return EXIT_OK
-    print(f"  Δ = {res.delta:.6g}, {pct} CI [{res.ci_low:.6g}, {res.ci_high:.6g}]")
-    print(f"  t = {res.t:.4f}, df = {res.df:.2f}, p = {res.p:.3g}")
-    print(f"  Hedges' g = {g:.3f} [{g_lo:.3f}, {g_hi:.3f}]")
-    if args.margin is not None:
-        print(f"  TOST p (|Δ| < {args.margin:g}) = {out['tost_p']:.3g}")
-    else:
-        print("  no equivalence test: give --margin to test |Δ| < margin")
+    lo, hi = (f"{x:.6g}" if isinstance(x, float) else f"{x}"
+              for x in (out["ci_low"], out["ci_high"]))
+    print(f"  Δ = {out['delta']:.6g}, {100 * args.confidence:g} % CI [{lo}, {hi}]")
+    print(f"  t = {out['t']:.4f}, df = {out['df']:.2f}, p = {out['p']:.3g}")
+    print(f"  Hedges' g = {out['hedges_g']:.3f} [{out['g_low']:.3f}, {out['g_high']:.3f}]")
+    print(f"  TOST p (|Δ| < {args.margin:g}) = {out['tost_p']:.3g}" if args.margin is not None
+          else "  no equivalence test: give --margin to test |Δ| < margin")
     return EXIT_OK
 
 

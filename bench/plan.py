@@ -28,7 +28,7 @@ from pydantic import BaseModel
 from bench.config.loader import LoadedSuite
 from bench.config.schema import DATA_REF_RE, ProtocolSpec, StageSpec, Suite
 from bench.errors import BenchError
-from bench.seeds import derive_seed, trial_seeds
+from bench.seeds import replicate_seed, trial_seeds
 
 
 # --------------------------------------------------------------------------------------------
@@ -55,7 +55,6 @@ def content_key(kind: str, *parts: Any) -> str:
     """sha256 of a canonical JSON encoding of ``(kind, *parts)``."""
     text = json.dumps([kind, *parts], sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(text.encode()).hexdigest()
-
 
 
 # --------------------------------------------------------------------------------------------
@@ -114,12 +113,6 @@ class InitNode:
     fingerprint: str
 
 
-def replicate_seed(seed: int, replicate: int) -> int:
-    """The seed of replicate ``replicate`` of a stage whose seed is ``seed`` (replicate 0:
-    ``seed`` itself; others: ``derive_seed(seed, "replicate<r>")``)."""
-    return seed if replicate == 0 else derive_seed(seed, f"replicate{replicate}")
-
-
 def replicate_label(path: tuple[int, ...]) -> str:
     """``(1,)`` → ``'1'``; ``(0, 2)`` → ``'0.2'`` (indices of the replicated stages of a chain,
     outermost first); ``()`` → ``''``."""
@@ -139,8 +132,7 @@ class StageNode:
     spec: StageSpec
     data_hash: str
     replicate: str = ""
-    """Replicate path of this node (see :func:`replicate_label`; '' when nothing up to it is
-    replicated)."""
+    """Replicate path (:func:`replicate_label`; '' when nothing up to it is replicated)."""
 
     @property
     def display(self) -> str:

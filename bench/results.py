@@ -79,7 +79,11 @@ def load_predictions(plan: Plan, tracker: Tracker, results: pd.DataFrame,
         for key, run_id in zip(fin["trial_key"], fin["run_id"], strict=True):
             trial = trials[key]
             try:
-                path = tracker.artifact_path(run_id, "predictions.npz", Path(tmp) / key)
+                path = tracker.local_artifact(records[key], "predictions.npz")
+                if path is None and not records[key].artifact_uri.startswith("file:"):
+                    path = tracker.artifact_path(run_id, "predictions.npz", Path(tmp) / key)
+                if path is None:
+                    raise FileNotFoundError("predictions.npz")
                 npz = np.load(path, allow_pickle=False)
             except Exception:  # an artifact store without the file: no case-level evidence
                 skipped[trial.cell.name] = skipped.get(trial.cell.name, 0) + 1

@@ -25,6 +25,13 @@ def derive_seed(seed: int, source: str) -> int:
     return int(digest[:16], 16) % (2**63)
 
 
+def replicate_seed(seed: int, replicate: int) -> int:
+    """The seed of replicate ``replicate`` of a stage whose seed is ``seed`` (replicate 0:
+    ``seed`` itself, so its key is the unreplicated stage's; others:
+    ``derive_seed(seed, "replicate<r>")``)."""
+    return seed if replicate == 0 else derive_seed(seed, f"replicate{replicate}")
+
+
 def trial_seeds(trial_seed: int, base: int, vary: Iterable[str]) -> dict[str, int]:
     """Seed of every source for one trial: varying sources use the trial seed, others ``base``."""
     vary = set(vary)

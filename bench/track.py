@@ -62,6 +62,7 @@ class RunRecord:
     metrics: Mapping[str, float]
     start_time: int
     end_time: int | None
+    artifact_uri: str = ""
 
 
 def flatten(d: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
@@ -261,6 +262,7 @@ class Tracker:
                     kind=r.data.tags.get("bench.kind", ""), status=r.info.status,
                     tags=r.data.tags, params=r.data.params, metrics=r.data.metrics,
                     start_time=r.info.start_time, end_time=r.info.end_time,
+                    artifact_uri=r.info.artifact_uri or "",
                 ))
             token = page.token
             if not token:
@@ -318,6 +320,18 @@ class Tracker:
     def log_artifact(self, run_id: str, path: Path, folder: str | None = None) -> None:
         """Copy a local file into the run's artifacts."""
         self.client.log_artifact(run_id, str(path), folder)
+
+    @staticmethod
+    def local_artifact(record: RunRecord, name: str) -> Path | None:
+        """The artifact file itself when the run's artifacts are on a local file system (no
+        copy), else None."""
+        uri = record.artifact_uri
+        if not uri.startswith("file:"):
+            return None
+        from urllib.parse import unquote, urlparse
+
+        path = Path(unquote(urlparse(uri).path)) / name
+        return path if path.is_file() else None
 
     def artifact_path(self, run_id: str, name: str, dst: Path) -> Path:
         """Download one artifact of a run into ``dst``; return the local file."""

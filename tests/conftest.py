@@ -96,3 +96,33 @@ def shared_data() -> Path:
     if not root or not Path(root).is_dir():
         pytest.skip("real data not available: set BENCH_SHARED_DATA to the shared data folder")
     return Path(root)
+
+
+def fill_store(plan, output: Path, values: dict[str, list[float | None]],
+               metric: str = "accuracy") -> None:
+    """Write trial runs into a real MLflow store, as ``bench run`` records them: ``values``
+    maps a cell name to one value per trial (in plan order); None records a FAILED trial, NaN a
+    finished trial whose metric is not finite (bench logs no NaN), inf is logged as is."""
+    import math
+
+    from bench.track import FINISHED, Tracker, default_tracking_uri
+
+    tracker = Tracker(default_tracking_uri(output), plan.suite.name, output / "artifacts")
+    seen: dict[str, int] = {}
+    for t in plan.trials:
+        vals = values.get(t.cell.name)
+        if vals is None:
+            continue
+        i = seen[t.cell.name] = seen.get(t.cell.name, -1) + 1
+        v = vals[i]
+        tags = {"bench.cell": t.cell.name, "bench.seed": str(t.seed)}
+        replicate = getattr(t.cell, "replicate", "")
+        if replicate:
+            tags["bench.replicate"] = replicate
+        run = tracker.start("trial", t.key, f"{t.cell.name} seed={t.seed}", tags=tags)
+        if v is None:
+            tracker.fail(run, "NonFiniteLoss: the training loss became nan")
+            continue
+        if not math.isnan(v):
+            tracker.log_metrics(run, {f"test_{metric}": v})
+        tracker.finish(run, FINISHED)

@@ -7,6 +7,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+import pytest
+
 from bench.cli import main
 
 
@@ -73,7 +75,7 @@ def test_report_on_partial_results_warns(tiny_suite: Path, capsys, monkeypatch) 
     err = capsys.readouterr().err
     assert "warning: rnd+sup/ft: 0 of 2 trials finished" in err
     md = (rep / "report.md").read_text()
-    assert "Partial results" in md and "| rnd+sup | 0 | 0 |" in md
+    assert "Partial results" in md and "| rnd+sup | 1 run | 0 | 0 |" in md
 
 
 def test_bad_weights_is_a_clean_error(tiny_suite: Path, capsys) -> None:
@@ -85,3 +87,37 @@ def test_bad_weights_is_a_clean_error(tiny_suite: Path, capsys) -> None:
     out = capsys.readouterr().out
     assert "missing inputs (1)" in out and "init 'rnd': weights file not found" in out
     assert "4 cell(s), 8 trial(s)" in out
+
+
+def test_stats_welch_from_the_papers_summary_statistics(capsys) -> None:
+    import json
+
+    from scipy import stats
+
+    assert main(["stats", "welch", "--a", "0.65701,0.02109,35", "--b", "0.69113,0.01117,35",
+                 "--alternative", "less", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["p"] == pytest.approx(1.27e-11, rel=0.01) and "tost_p" not in out
+    ref = stats.ttest_ind_from_stats(0.65701, 0.02109, 35, 0.69113, 0.01117, 35,
+                                     equal_var=False, alternative="less")
+    assert (out["t"], out["p"]) == (pytest.approx(ref.statistic, rel=1e-12),
+                                    pytest.approx(ref.pvalue, rel=1e-9))
+    assert out["df"] == pytest.approx(51.683, abs=1e-3) and out["ci_low"] == "-inf"
+    assert main(["stats", "welch", "--a", "0.70065,0.01246,35", "--b", "0.69583,0.00925,35",
+                 "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["p"] == pytest.approx(0.071, rel=0.01) and "tost_p" not in out
+    assert main(["stats", "welch", "--a", "0.70065,0.01246,35", "--b", "0.69583,0.00925,35"]) == 0
+    text = capsys.readouterr().out
+    assert "p = 0.0709" in text and "no equivalence test" in text and "≈" not in text
+    assert main(["stats", "welch", "--a", "0.70065,0.01246,35", "--b", "0.69583,0.00925,35",
+                 "--margin", "0.01", "--json"]) == 0
+    lo = stats.ttest_ind_from_stats(0.70065 + 0.01, 0.01246, 35, 0.69583, 0.00925, 35,
+                                    equal_var=False, alternative="greater").pvalue
+    hi = stats.ttest_ind_from_stats(0.70065 - 0.01, 0.01246, 35, 0.69583, 0.00925, 35,
+                                    equal_var=False, alternative="less").pvalue
+    assert json.loads(capsys.readouterr().out)["tost_p"] == pytest.approx(max(lo, hi), rel=1e-9)
+    assert max(lo, hi) == pytest.approx(0.0263, abs=1e-4)
+    with pytest.raises(SystemExit) as bad:
+        main(["stats", "welch", "--a", "0.7,x,35", "--b", "0.69,0.01,35"])
+    assert bad.value.code == 2 and "give MEAN,SD,N" in capsys.readouterr().err

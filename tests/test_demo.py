@@ -44,7 +44,7 @@ def test_demo_runs_end_to_end(tmp_path: Path, capsys) -> None:
     assert main(["report", suite, *sets, *out, "--out", str(rep), "--format", "markdown",
                  "--format", "html", "--format", "latex", "--format", "csv"]) == 0
     md = (rep / "report.md").read_text()
-    assert "## Results: fine_tune" in md and "| tiny+SSL+I_SSLp | 3 | 0 |" in md
+    assert "## Results: fine_tune" in md and "| tiny+SSL+I_SSLp | 1 run | 3 | 0 |" in md
     assert md.count("| tiny+SSL/fine_tune | tiny+SL/fine_tune | accuracy | init | greater |") == 1
     assert "## Partial orders" in md and "## Methods" in md
     html = (rep / "report.html").read_text()

@@ -114,3 +114,74 @@ def test_isic2019star_smoke_runs_end_to_end(tmp_path: Path, monkeypatch, capsys)
     rep = tmp_path / "rep"
     assert main(["report", suite, "--profile", "smoke", *tiny_split, "--out", str(rep)]) == 0
     assert "## Results: fine_tune" in (rep / "report.md").read_text()
+
+
+# The paper's fine-tuning results (ISIC2019*, 35 runs, mean ± sample SD), transcribed once from
+# PROTOCOL.md: cell → ((accuracy mean, sd), (weighted F1 mean, sd)).
+TABLE4 = {
+    "SL/fine_tune": ((0.65701, 0.02109), (0.66873, 0.01710)),
+    "SSL/fine_tune": ((0.69113, 0.01117), (0.69628, 0.00902)),
+    "SL+IUD_full/fine_tune": ((0.69565, 0.00954), (0.70213, 0.00814)),
+    "SSL+IUD_full/fine_tune": ((0.69852, 0.00893), (0.70550, 0.00746)),
+    "SL+IUD_SSLp/fine_tune": ((0.69809, 0.01413), (0.70484, 0.01213)),
+    "SSL+IUD_SSLp/fine_tune": ((0.69734, 0.01002), (0.70499, 0.00837)),
+    "SL+IU_SSLp/fine_tune": ((0.69686, 0.01093), (0.70373, 0.00919)),
+    "SSL+IU_SSLp/fine_tune": ((0.69778, 0.00923), (0.70406, 0.00784)),
+    "SL+I_SSLp/fine_tune": ((0.70065, 0.01246), (0.70619, 0.01038)),
+    "SSL+I_SSLp/fine_tune": ((0.69583, 0.00925), (0.70297, 0.00795)),
+}
+PROBE_TEXT = {"SL/linear_probe": 0.593, "SSL/linear_probe": 0.663,
+              "SSL+I_SSLp/linear_probe": 0.694}
+
+
+def test_isic2019star_declares_the_papers_published_numbers() -> None:
+    suite = load_suite(ROOT / "suites" / "isic2019star.yaml", env={}).suite
+    assert set(suite.published) == set(TABLE4) | set(PROBE_TEXT)
+    for cell, ((acc, acc_sd), (f1, f1_sd)) in TABLE4.items():
+        pub = suite.published[cell].values
+        assert (pub["accuracy"].mean, pub["accuracy"].sd, pub["accuracy"].n) == (acc, acc_sd, 35)
+        assert (pub["f1_weighted"].mean, pub["f1_weighted"].sd, pub["f1_weighted"].n) == (
+            f1, f1_sd, 35)
+    for cell, acc in PROBE_TEXT.items():
+        pub = suite.published[cell].values
+        assert list(pub) == ["accuracy"] and pub["accuracy"].mean == acc
+        assert pub["accuracy"].sd is None  # the text gives no SD: shown, not tested
+    # the paper declares no equivalence margin, and neither does its suite
+    assert suite.report.margins == {} and all(c.margin is None for c in suite.contrasts)
+
+
+def _exact(mean: float, sd: float, n: int, seed: int) -> np.ndarray:
+    z = np.random.default_rng(seed).standard_normal(n)
+    return mean + sd * (z - z.mean()) / z.std(ddof=1)
+
+
+def test_readme_paper_example_holds_for_the_shipped_suite() -> None:
+    """The README says: the paper's SL < SSL is p = 1.27e-11, and SL + I (SSLp) vs
+    SSL + I (SSLp), p = 0.071, is inconclusive, not a tie. Check both on the suite as shipped,
+    with trials that have exactly the paper's means and SDs."""
+    import pandas as pd
+
+    from bench.analysis import analyse
+
+    plan = build_plan(load_suite(ROOT / "suites" / "isic2019star.yaml", env={}), lenient=True)
+    rows = []
+    for i, (cell, ((acc, acc_sd), (f1, f1_sd))) in enumerate(TABLE4.items()):
+        for seed, (a, f) in enumerate(zip(_exact(acc, acc_sd, 35, i),
+                                          _exact(f1, f1_sd, 35, 100 + i), strict=True)):
+            rows.append({"cell": cell, "replicate": "", "unit": "", "seed": seed,
+                         "status": "FINISHED", "failure": "", "accuracy": a, "f1_weighted": f})
+    data = analyse(plan, pd.DataFrame(rows), ["accuracy"])
+    first = next(r for r in data.contrasts
+                 if (r.a, r.b) == ("SSL/fine_tune", "SL/fine_tune"))
+    assert f"{first.test.p:.3g}" == "1.27e-11" and first.verdict == "A ≻ B"
+    tie = next(r for r in data.contrasts
+               if (r.a, r.b) == ("SL+I_SSLp/fine_tune", "SSL+I_SSLp/fine_tune"))
+    assert f"{tie.test.p:.2g}" == "0.071" and tie.margin is None
+    assert tie.verdict == "inconclusive" and tie.scope == "1 pre-training run"
+    readme = (ROOT / "README.md").read_text()
+    assert "p = 1.27e-11" in readme
+    assert "SL + I (SSLp) vs SSL + I (SSLp), p = 0.071, is inconclusive, not a tie" in readme
+    # measured exactly as published: no replication verdict says "different"
+    fine = [x for x in data.replication if x.cell in TABLE4]
+    assert len(fine) == 20 and all(x.verdict == "inconclusive" for x in fine)
+    assert all(x.test is not None and x.test.p == pytest.approx(1.0) for x in fine)

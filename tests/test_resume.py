@@ -167,5 +167,6 @@ def test_nan_trial_fails_with_its_reason_and_the_report_counts_it(tiny_suite: Pa
     rep = tiny_suite.parent / "rep"
     assert main(["report", str(tiny_suite), *sets, "--out", str(rep)]) == 0
     md = (rep / "report.md").read_text()
-    assert "| rnd | 0 | 2 |" in md  # n = 0 finished, 2 failed
+    assert "| rnd | — | 0 | 2 |" in md  # n = 0 finished, 2 failed
+    assert "| rnd/ft | NonFiniteLoss" in md  # the failure reasons are listed
     assert "rnd/ft: 0 of 2 trials finished (2 failed or interrupted)" in md

@@ -34,13 +34,13 @@ from bench.stats import (
     hedges_g,
     holm,
     holm_levels,
-    min_detectable_effect,
     paired,
     prob_superiority,
     tost,
     welch,
 )
 from bench.stats.bootstrap import BootstrapResult
+from bench.stats.power import min_detectable_effects
 
 BETTER, WORSE, EQUIVALENT = "A ≻ B", "B ≻ A", "A ≈ B"
 INCONCLUSIVE, DEGENERATE = "inconclusive", "degenerate"
@@ -233,10 +233,13 @@ def decide(rows: list[ContrastRow], alpha: float) -> None:
         _holm_into(rows, margined, _case_eq, _set_case("p_equivalent_holm"))
         level = holm_levels(len(idx), alpha)
         for i in idx:
-            r = rows[i]
-            r.mde_alpha = level
-            if r.unit_moments is not None:
-                r.mde = min_detectable_effect(*r.unit_moments, level, r.alternative)
+            rows[i].mde_alpha = level
+    with_units = [r for r in rows if r.unit_moments is not None]
+    mdes = min_detectable_effects([r.unit_moments for r in with_units],
+                                  [r.mde_alpha for r in with_units],
+                                  [r.alternative for r in with_units])
+    for r, mde in zip(with_units, mdes, strict=True):
+        r.mde = float(mde)
     for r, p in zip(rows, benjamini_hochberg([r.primary.p for r in rows]), strict=True):
         r.p_bh = p
     for r in rows:

@@ -11,6 +11,7 @@ from collections.abc import Iterator
 
 from pydantic import BaseModel
 
+from bench.config.reporting import PublishedSpec, PublishedValue
 from bench.config.schema import Suite
 
 SECTIONS = {
@@ -23,6 +24,7 @@ SECTIONS = {
     "seeds": "seeds",
     "contrasts[]": "contrasts — comparisons",
     "report": "report",
+    "published.<name>": "published — a paper's numbers per cell",
 }
 
 
@@ -38,6 +40,7 @@ def _models(tp: object) -> list[type[BaseModel]]:
 
 def _type_name(tp: object) -> str:
     text = str(tp).replace("typing.", "").replace("bench.config.schema.", "")
+    text = text.replace("bench.config.reporting.", "")
     return text.replace("<class '", "").replace("'>", "")
 
 
@@ -70,6 +73,10 @@ def field_paths(model: type[BaseModel] = Suite, prefix: str = "") -> Iterator[tu
                 child = f"{path}."
             for m in dict.fromkeys(sub):
                 yield from field_paths(m, child)
+    if model is PublishedSpec:  # its metric entries are keys of the cell's block
+        yield (f"{prefix}<metric>", "PublishedValue", "—",
+               "A published metric (any name in `protocols.<name>.metrics`).")
+        yield from field_paths(PublishedValue, f"{prefix}<metric>.")
 
 
 def reference_markdown() -> str:

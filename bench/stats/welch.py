@@ -21,7 +21,7 @@ import warnings
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import stats
+from scipy import special, stats
 
 Values = np.ndarray | list[float]
 
@@ -111,11 +111,17 @@ def welch_df(a: Moments, b: Moments) -> float:
 
 
 def _p_from_t(t: float, df: float, alternative: str) -> float:
+    """p-value of a t statistic (scipy.special's Student t, the functions behind
+    ``scipy.stats.t``, called directly: a report computes thousands of them)."""
     if alternative == "greater":
-        return float(stats.t.sf(t, df))
+        return float(special.stdtr(df, -t))
     if alternative == "less":
-        return float(stats.t.cdf(t, df))
-    return float(min(1.0, 2 * stats.t.sf(abs(t), df)))
+        return float(special.stdtr(df, t))
+    return float(min(1.0, 2 * special.stdtr(df, -abs(t))))
+
+
+def _t_quantile(q: float, df: float) -> float:
+    return float(special.stdtrit(df, q))
 
 
 def welch_moments(a: Moments, b: Moments, alternative: str = "two-sided",
@@ -134,12 +140,12 @@ def welch_moments(a: Moments, b: Moments, alternative: str = "two-sided",
     t = delta / se
     p = _p_from_t(t, df, alternative)
     if alternative == "two-sided":
-        q = float(stats.t.ppf(0.5 + confidence / 2, df))
+        q = _t_quantile(0.5 + confidence / 2, df)
         lo, hi = delta - q * se, delta + q * se
     elif alternative == "greater":
-        lo, hi = delta - float(stats.t.ppf(confidence, df)) * se, math.inf
+        lo, hi = delta - _t_quantile(confidence, df) * se, math.inf
     else:
-        lo, hi = -math.inf, delta + float(stats.t.ppf(confidence, df)) * se
+        lo, hi = -math.inf, delta + _t_quantile(confidence, df) * se
     return WelchResult(delta, lo, hi, t, df, p, alternative)
 
 
@@ -181,7 +187,7 @@ def hedges_moments(a: Moments, b: Moments, confidence: float = 0.95
         return math.nan, math.nan, math.nan
     g = (1 - 3 / (4 * (na + nb) - 9)) * (a.mean - b.mean) / pooled
     se = math.sqrt((na + nb) / (na * nb) + g**2 / (2 * (na + nb)))
-    z = float(stats.norm.ppf(0.5 + confidence / 2))
+    z = float(special.ndtri(0.5 + confidence / 2))
     return float(g), float(g - z * se), float(g + z * se)
 
 
