@@ -50,11 +50,13 @@ def test_guide_suite_runs(tmp_path: Path, monkeypatch, capsys) -> None:
     suite = "examples/new_method.yaml"
     out = ["--output", str(tmp_path / "runs"), "--set", "seeds.count=3"]
     assert main(["run", suite, "--profile", "smoke", *out]) == 0
-    assert "3 stage(s) trained" in capsys.readouterr().out
+    assert "5 stage(s) trained" in capsys.readouterr().out  # base + 2 replicates of each method
     rep = tmp_path / "rep"
     assert main(["report", suite, "--profile", "smoke", *out, "--out", str(rep)]) == 0
     md = (rep / "report.md").read_text()
-    assert "| tiny+base+simsiam/linear_probe | tiny+base+bt/linear_probe |" in md
+    line = next(x for x in md.splitlines()
+                if x.startswith("| tiny+base+simsiam/linear_probe | tiny+base+bt/linear_probe |"))
+    assert "| replicates | 2/2 |" in line and "(1 pre-training run)" not in line
 
 
 def test_user_method_source_is_part_of_the_stage_key(tmp_path: Path, monkeypatch) -> None:

@@ -84,3 +84,19 @@ def test_replicated_suite_runs_and_reports_three_kinds_of_evidence(tiny_suite, c
     rbt = cells[(cells["cell"] == "rnd+sup+bt/ft") & (cells["metric"] == "accuracy")].iloc[0]
     assert rbt["pretraining"] == "replicated" and rbt["replicates"] == 2
     assert 0 <= rbt["icc"] <= 1 and rbt["effective_n"] <= 4
+
+    # predictions written before case ids were stored are matched to the current manifest
+    # when the run recorded that manifest, and left out (with a note) otherwise
+    from bench.results import load_predictions, load_results
+
+    results = load_results(plan, tracker)
+    key = new_trials[0].tags["bench.key"]
+    record = next(r for r in tracker.runs(key=key))
+    path = tracker.local_artifact(record, "predictions.npz")
+    old = {k: v for k, v in np.load(path).items() if k not in ("ids", "groups")}
+    np.savez_compressed(path, **old)
+    preds, notes = load_predictions(plan, tracker, results, ["rnd+sup+bt/ft"])
+    assert preds[key].ids.tolist() == test["id"].astype(str).tolist() and not notes
+    tracker.set_tags(record.run_id, {"bench.manifest.tgt:test": "another"})
+    preds, notes = load_predictions(plan, tracker, results, ["rnd+sup+bt/ft"])
+    assert key not in preds and len(preds) == 3 and "without usable predictions" in notes[0]

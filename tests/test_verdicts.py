@@ -184,3 +184,39 @@ def test_partial_order_uses_tested_pairs_once() -> None:
     plain = PartialOrder("accuracy", "p", ["a", "b", "c"], [("a", "b"), ("b", "c"), ("a", "c")],
                          [], [])
     assert plain.hasse() == [("a", "b"), ("b", "c")]
+
+
+def test_non_finite_values_are_counted_and_never_used(tmp_path) -> None:
+    import pandas as pd
+
+    from bench.analysis import analyse
+    from bench.config.loader import load_suite
+    from bench.plan import build_plan
+
+    suite = tmp_path / "s.yaml"
+    suite.write_text("""\
+name: nan
+datasets:
+  d: {format: synthetic, synthetic: {n_images: 24, image_size: 8},
+      split: {fractions: {train: 0.5, test: 0.5}}}
+inits: {A: {arch: tiny_resnet_w8, seed: 1}, B: {arch: tiny_resnet_w8, seed: 2}}
+protocols: {ft: {kind: fine_tune, train: d:train, test: d:test, epochs: 1}}
+grid: {inits: [A, B], protocols: [ft]}
+seeds: {count: 4}
+report: {metrics: [accuracy]}
+contrasts: [{a: A/ft, b: B/ft}]
+""")
+    plan = build_plan(load_suite(suite, env={}))
+    vals = {"A/ft": [0.5, math.nan, math.inf, 0.6], "B/ft": [0.40, 0.45, 0.5, 0.42]}
+    rows = [{"cell": c, "replicate": "", "unit": "", "seed": i, "status": "FINISHED",
+             "failure": "", "accuracy": v} for c, vs in vals.items() for i, v in enumerate(vs)]
+    a = analyse(plan, pd.DataFrame(rows))
+    cell = next(c for c in a.cells if c.cell == "A/ft")
+    assert (cell.n, cell.metrics["accuracy"].n, cell.dropped["accuracy"]) == (4, 2, 2)
+    assert any("2 finished trial(s) have no finite accuracy" in w for w in a.warnings)
+    row = a.contrasts[0]
+    assert (row.n_a, row.n_b, row.dropped_a) == (2, 4, 2)
+    assert row.test.p == pytest.approx(stats.ttest_ind([0.5, 0.6], vals["B/ft"],
+                                                       equal_var=False).pvalue, rel=1e-12)
+    expected = welch_power(row.mde, Moments.of([0.5, 0.6]), Moments.of(vals["B/ft"]), 0.05)
+    assert expected == pytest.approx(0.8, abs=1e-9)  # the MDE uses n = 2, not 4

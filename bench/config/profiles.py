@@ -2,7 +2,8 @@
 
 ``smoke`` shrinks a suite so that it runs end to end in minutes — 2 seeds, 1 epoch (+ at most
 1 warm-up epoch) per stage and protocol, 32 px images, batches of 8, 64-d projectors, short LR
-searches, one TTA pass — to check data, weights and configuration before spending GPU hours.
+searches, one TTA pass, at most 2 replicates of a replicated stage — to check data, weights and
+configuration before spending GPU hours.
 Its results go to ``<output>-smoke`` unless ``--output`` says otherwise.
 """
 
@@ -43,6 +44,8 @@ def apply_profile(data: dict[str, Any], name: str) -> dict[str, Any]:
         if not isinstance(stage, dict):
             continue
         _shrink(stage)
+        if isinstance(stage.get("replicates"), int) and stage["replicates"] > 2:
+            stage["replicates"] = 2  # still replicated (the path is checked), but cheap
         keys = PROJECTOR_METHODS.get(str(stage.get("method")), ())
         params = stage.setdefault("params", {}) if keys else None
         for key in keys:
