@@ -128,7 +128,7 @@ def test_degenerate_contrast_is_named_in_every_format(report) -> None:
     line = next(x for x in md.splitlines() if x.startswith("| C/ft | D/ft |"))
     assert "degenerate" in line and "≈" not in line and "0.00e+00" not in line
     assert "∞" not in line and "0.0000 |" not in line.split("|")[-3]
-    assert "**Degenerate contrasts**" in md and "both arms are constant" in md
+    assert "**Contrasts that cannot be tested**" in md and "both arms are constant" in md
     assert "degenerate" in report["html"] and "degenerate" in report["tex"]
 
 
@@ -136,6 +136,8 @@ def test_holm_counts_every_declared_contrast(report) -> None:
     df = report["contrasts"]
     fam = df[df["family"] == "holm"]
     assert len(fam) == 6 and fam["p"].isna().sum() == 3
+    assert (fam[fam["p"].isna()]["verdict"] == "not testable").all()
+    assert "too few values to test: A has 1 finite value(s)" in report["md"]
     from statsmodels.stats.multitest import multipletests
 
     ref = multipletests(fam["p"].fillna(1.0).to_numpy(), method="holm")[1]

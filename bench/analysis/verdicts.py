@@ -17,7 +17,8 @@ the cells differ in a stage that was pre-trained once, it is about those checkpo
 ("(1 pre-training run)"). A ≻ B when the Holm-adjusted p (within the contrast's family, every
 declared contrast counted) is below α; A ≈ B only when a margin is declared (on the contrast or
 in ``report.margins``) and the Holm-adjusted TOST p is below α; otherwise *inconclusive*. A
-contrast whose arms are both constant is *degenerate*: no test, the exact Δ is shown.
+contrast whose arms are both constant is *degenerate*: no test, the exact Δ is shown; one with
+fewer than two values in an arm is *not testable*, and says why.
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ from bench.stats.bootstrap import BootstrapResult
 from bench.stats.power import min_detectable_effects
 
 BETTER, WORSE, EQUIVALENT = "A ≻ B", "B ≻ A", "A ≈ B"
-INCONCLUSIVE, DEGENERATE = "inconclusive", "degenerate"
+INCONCLUSIVE, DEGENERATE, UNTESTABLE = "inconclusive", "degenerate", "not testable"
 SINGLE_RUN = "1 pre-training run"
 
 
@@ -95,6 +96,7 @@ class ContrastRow:
     paired_t_p: float | None = None
     wilcoxon_p: float | None = None
     degenerate: str = ""
+    """Why no test is possible ('' when one is): both arms constant, or too few values."""
     p_opposite: float = math.nan
     case: CaseEvidence | None = None
     verdict: str = INCONCLUSIVE
@@ -161,6 +163,10 @@ def evaluate(a: str, b: str, metric: str, arm_a: Arm, arm_b: Arm, alternative: s
     primary = row.primary
     if primary.degenerate:
         row.degenerate = _degenerate(Moments.of(ua), Moments.of(ub))
+    elif len(ua) < 2 or len(ub) < 2:
+        unit = "replicate" if row.evidence == "replicates" else "finite value"
+        row.degenerate = (f"too few values to test: A has {len(ua)} {unit}(s), B has "
+                          f"{len(ub)} (at least 2 each are needed)")
     elif alternative != "two-sided" and math.isfinite(primary.p):
         row.p_opposite = 1.0 - primary.p
     if matched:
@@ -244,8 +250,10 @@ def decide(rows: list[ContrastRow], alpha: float) -> None:
         r.p_bh = p
     for r in rows:
         r.alpha = alpha
-        r.verdict = (DEGENERATE if r.degenerate else
-                     _verdict(r.p_holm, r.tost_p_holm, r.primary.delta, r.alternative, alpha))
+        if r.degenerate:
+            r.verdict = DEGENERATE if r.primary.degenerate else UNTESTABLE
+        else:
+            r.verdict = _verdict(r.p_holm, r.tost_p_holm, r.primary.delta, r.alternative, alpha)
         if r.case is not None:
             c = r.case
             c.verdict = _verdict(c.p_holm, c.p_equivalent_holm, c.result.delta, r.alternative,

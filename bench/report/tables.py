@@ -26,23 +26,14 @@ __all__ = ["CellRow", "ContrastRow", "PartialOrder", "ReplicationRow", "ReportDa
 FINISHED = "FINISHED"
 
 
-@dataclass
-class ReportData:
-    """Everything a template needs."""
+@dataclass(kw_only=True)
+class ReportData(Analysis):
+    """Everything a template needs: the analysis, the suite, and what only a report shows."""
 
     suite: Suite
-    metrics: list[str]
-    alpha: float
-    cells: list[CellRow]
-    contrasts: list[ContrastRow]
-    orders: list[PartialOrder] = field(default_factory=list)
-    replication: list[ReplicationRow] = field(default_factory=list)
     per_class: dict[str, list[tuple[str, dict[str, float]]]] = field(default_factory=dict)
     class_names: list[str] = field(default_factory=list)
-    warnings: list[str] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
     n_trials: int = 0
-    resamples: int = 0
     methods: str = ""
     figures: dict[str, str] = field(default_factory=dict)
 
@@ -82,10 +73,7 @@ def build_report(plan: Plan, results: pd.DataFrame, metrics: list[str] | None = 
     data."""
     a: Analysis = analyse(plan, results, metrics, alpha, predictions)
     finished = results[results["status"] == FINISHED] if len(results) else results
-    data = ReportData(suite=plan.suite, metrics=a.metrics, alpha=a.alpha, cells=a.cells,
-                      contrasts=a.contrasts, orders=a.orders, replication=a.replication,
-                      warnings=a.warnings, notes=a.notes, n_trials=len(results),
-                      resamples=a.resamples)
+    data = ReportData(**vars(a), suite=plan.suite, n_trials=len(results))
     data.per_class, data.class_names = _per_class(plan, finished)
     data.methods = methods_paragraph(data)
     return data
@@ -179,7 +167,9 @@ def methods_paragraph(data: ReportData) -> str:
                 f"Case-level evidence: a paired bootstrap over the test set's groups (patients "
                 f"or lesions; {data.resamples} resamples, the same for both cells of a "
                 "contrast, seeds averaged within a cell) gives a percentile 95 % interval of Δ "
-                "for new patients and a second, Holm-adjusted verdict.")
+                "for new patients and a second, Holm-adjusted verdict; it is conditional on the "
+                "trained models and does not include the variation between pre-training runs "
+                "or seeds.")
     if data.replication:
         parts.append(
             "Published results were compared with the measured ones by Welch's test from "
