@@ -111,7 +111,8 @@ def test_non_finite_values_are_counted_not_hidden(report) -> None:
     md, cells = report["md"], report["cells"]
     a = cells[cells["cell"] == "A/ft"].iloc[0]
     assert (a["n"], a["non_finite"], a["trials"]) == (N - 2, 2, N)
-    assert f"(n = {N - 2}; 2 non-finite)" in md
+    assert f"(n = {N - 2}; 2 non-finite)" in md and f"(n = {N - 2}; 2 non-finite)" in report["tex"]
+    assert f"(n = {N - 2})</span>" in report["html"]
     assert "A/ft: 2 finished trial(s) have no finite accuracy" in md
     row = _row(report["contrasts"], "A/ft", "B/ft", "nan")
     assert (row["n_a"], row["n_b"]) == (N - 2, N)
@@ -186,3 +187,14 @@ def test_published_numbers_get_a_replication_verdict(report) -> None:
     assert "not testable" in c
     rep = pd.read_csv(report["rep"] / "replication.csv")
     assert set(rep["verdict"]) == {"inconclusive", "not testable"}
+
+
+@pytest.mark.skipif(__import__("shutil").which("pdflatex") is None,
+                    reason="pdflatex is not installed")
+def test_edge_case_report_compiles(report, tmp_path) -> None:
+    import subprocess
+
+    (tmp_path / "r.tex").write_text(report["tex"])
+    out = subprocess.run(["pdflatex", "-interaction=nonstopmode", "-halt-on-error", "r.tex"],
+                         cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stdout[-2000:]
