@@ -100,16 +100,17 @@ def analyse(plan: Plan, results: pd.DataFrame, metrics: list[str] | None = None,
     suite = plan.suite
     metrics = metrics or suite.report.metrics
     alpha = suite.report.alpha if alpha is None else alpha
-    cells, warnings = cell_rows(plan, results, metrics)
-    boot = suite.report.bootstrap
-    cases, test_of, notes = case_predictions(plan, predictions or {})
-    cache = _CaseCache(cases, test_of, boot.resamples, boot.seed)
     arms: dict[tuple[str, str], Arm] = {}
 
     def arm_of(cell: str, metric: str) -> Arm:
         if (cell, metric) not in arms:
             arms[(cell, metric)] = arm(plan, results, cell, metric)
         return arms[(cell, metric)]
+
+    cells, warnings = cell_rows(plan, results, metrics, arm_of)
+    boot = suite.report.bootstrap
+    cases, test_of, notes = case_predictions(plan, predictions or {})
+    cache = _CaseCache(cases, test_of, boot.resamples, boot.seed)
 
     rows: list[ContrastRow] = []
     for c in expand_contrasts(suite.contrasts, plan.cell_names()):

@@ -4,8 +4,8 @@ and what was lost on the way (failed trials, non-finite metrics), never silently
 
 from __future__ import annotations
 
-import math
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -14,9 +14,9 @@ import pandas as pd
 from bench.plan import Plan
 from bench.stats import Summary, summarize
 from bench.stats.replicates import Clustering, clustering, unit_means
+from bench.track import FAILED, FINISHED, KILLED
 
-FINISHED = "FINISHED"
-LOST = ("FAILED", "KILLED")
+LOST = (FAILED, KILLED)
 
 
 @dataclass
@@ -105,10 +105,13 @@ def arm(plan: Plan, results: pd.DataFrame, name: str, metric: str) -> Arm:
     return Arm(v[ok], units[ok], keys, replicated, int((~ok).sum()))
 
 
-def cell_rows(plan: Plan, results: pd.DataFrame, metrics: list[str]
+def cell_rows(plan: Plan, results: pd.DataFrame, metrics: list[str],
+              arm_of: Callable[[str, str], Arm] | None = None
               ) -> tuple[list[CellRow], list[str]]:
     """A row per cell name, and the warnings a reader must see first (incomplete cells,
-    non-finite metric values)."""
+    non-finite metric values). ``arm_of(cell, metric)`` gives a cell's values (default
+    :func:`arm`; pass a cached one to share them with the contrasts)."""
+    arm_of = arm_of or (lambda cell, metric: arm(plan, results, cell, metric))
     warnings: list[str] = []
     rows: list[CellRow] = []
     per_rep = plan.suite.seeds.count
@@ -127,7 +130,7 @@ def cell_rows(plan: Plan, results: pd.DataFrame, metrics: list[str]
                           for r in (lost["failure"] if len(lost) else []))
         row.failures = sorted(reasons.items(), key=lambda x: -x[1])
         for m in metrics:
-            a = arm(plan, results, name, m)
+            a = arm_of(name, m)
             row.metrics[m] = summarize(a.values)
             row.dropped[m] = a.dropped
             if a.dropped:
@@ -142,7 +145,3 @@ def cell_rows(plan: Plan, results: pd.DataFrame, metrics: list[str]
                             + (f" ({row.failed} failed or interrupted)" if row.failed else ""))
     return rows, warnings
 
-
-def effective_n(c: Clustering | None) -> float:
-    """The effective number of independent trials, NaN when unknown."""
-    return c.effective_n if c is not None else math.nan

@@ -37,7 +37,7 @@ from bench.stats import (
     holm_levels,
     paired,
     prob_superiority,
-    tost,
+    tost_moments,
     welch,
 )
 from bench.stats.bootstrap import BootstrapResult
@@ -100,8 +100,10 @@ class ContrastRow:
     p_opposite: float = math.nan
     case: CaseEvidence | None = None
     verdict: str = INCONCLUSIVE
-    alpha: float = 0.05
-    unit_moments: tuple[Moments, Moments] | None = None
+    opposite: bool = False
+    """A one-sided contrast whose data point the other way (opposite one-sided p < α,
+    unadjusted): not a verdict, but never hidden."""
+    unit_moments: tuple[Moments, Moments] = (Moments(math.nan, math.nan, 0),) * 2
     """Moments of the primary test's units (trials or replicate means) of A and B."""
 
     @property
@@ -120,12 +122,6 @@ class ContrastRow:
         return f"{self.verdict} ({self.scope})" if self.scope else self.verdict
 
     @property
-    def opposite(self) -> bool:
-        """A one-sided contrast whose data point the other way (opposite one-sided p < α,
-        unadjusted): not a verdict, but never hidden."""
-        return math.isfinite(self.p_opposite) and self.p_opposite < self.alpha
-
-    @property
     def significant(self) -> bool:
         return self.verdict in (BETTER, WORSE)
 
@@ -134,10 +130,10 @@ class ContrastRow:
         return self.verdict == EQUIVALENT
 
 
-def _degenerate(a: Moments, b: Moments) -> str:
-    return (f"both arms are constant (A = {a.mean:.4g} and B = {b.mean:.4g} in every "
-            f"{'replicate' if a.n else 'trial'}): Δ = {a.mean - b.mean:.4g} exactly on these "
-            "runs, with no variance to test it against")
+def _degenerate(a: Moments, b: Moments, unit: str) -> str:
+    return (f"both arms are constant (A = {a.mean:.4g} and B = {b.mean:.4g} in every {unit}): "
+            f"Δ = {a.mean - b.mean:.4g} exactly on these runs, with no variance to test it "
+            "against")
 
 
 def evaluate(a: str, b: str, metric: str, arm_a: Arm, arm_b: Arm, alternative: str,
@@ -159,14 +155,15 @@ def evaluate(a: str, b: str, metric: str, arm_a: Arm, arm_b: Arm, alternative: s
     row.g, row.g_low, row.g_high = hedges_g(va, vb)
     row.prob_a_better = prob_superiority(va, vb)
     if margin is not None:
-        row.tost_p = tost(ua, ub, margin)
+        row.tost_p = tost_moments(*row.unit_moments, margin)
     primary = row.primary
+    unit = "replicate" if row.evidence == "replicates" else "trial"
     if primary.degenerate:
-        row.degenerate = _degenerate(Moments.of(ua), Moments.of(ub))
+        row.degenerate = _degenerate(*row.unit_moments, unit)
     elif len(ua) < 2 or len(ub) < 2:
-        unit = "replicate" if row.evidence == "replicates" else "finite value"
-        row.degenerate = (f"too few values to test: A has {len(ua)} {unit}(s), B has "
-                          f"{len(ub)} (at least 2 each are needed)")
+        what = "replicate(s)" if unit == "replicate" else "finite value(s)"
+        row.degenerate = (f"too few values to test: A has {len(ua)} {what}, B has {len(ub)} "
+                          "(at least 2 each are needed)")
     elif alternative != "two-sided" and math.isfinite(primary.p):
         row.p_opposite = 1.0 - primary.p
     if matched:
@@ -192,38 +189,10 @@ def _verdict(p_holm: float, tost_holm: float, delta: float, alternative: str,
     return INCONCLUSIVE
 
 
-def _families(rows: list[ContrastRow]) -> dict[str, list[int]]:
-    fam: dict[str, list[int]] = defaultdict(list)
-    for i, r in enumerate(rows):
-        fam[r.family].append(i)
-    return fam
-
-
-def _holm_into(rows: list[ContrastRow], idx: list[int], get, put) -> None:
-    """Holm over ``get(row)`` of the rows ``idx`` (NaN counted in m), written by ``put``."""
-    for i, p in zip(idx, holm([get(rows[i]) for i in idx]), strict=True):
-        put(rows[i], p)
-
-
-def _case_p(r: ContrastRow) -> float:
-    return r.case.result.p if r.case is not None else math.nan
-
-
-def _case_eq(r: ContrastRow) -> float:
-    return r.case.result.p_equivalent if r.case is not None else math.nan
-
-
-def _set(name: str):
-    def put(r: ContrastRow, p: float) -> None:
+def _holm_into(rows: list[ContrastRow], pvalues: list[float], name: str) -> None:
+    """Holm over ``pvalues`` of ``rows`` (NaN counted in m), stored as attribute ``name``."""
+    for r, p in zip(rows, holm(pvalues), strict=True):
         setattr(r, name, p)
-    return put
-
-
-def _set_case(name: str):
-    def put(r: ContrastRow, p: float) -> None:
-        if r.case is not None:
-            setattr(r.case, name, p)
-    return put
 
 
 def decide(rows: list[ContrastRow], alpha: float) -> None:
@@ -231,25 +200,27 @@ def decide(rows: list[ContrastRow], alpha: float) -> None:
     declared contrast counted, also one without a p-value), the same for the TOST p-values of
     the contrasts with a margin and for the case-level bootstrap; the detectable effect at the
     level of the family's first Holm step; and the verdicts."""
-    for idx in _families(rows).values():
-        margined = [i for i in idx if rows[i].margin is not None]
-        _holm_into(rows, idx, lambda r: r.primary.p, _set("p_holm"))
-        _holm_into(rows, margined, lambda r: r.tost_p, _set("tost_p_holm"))
-        _holm_into(rows, idx, _case_p, _set_case("p_holm"))
-        _holm_into(rows, margined, _case_eq, _set_case("p_equivalent_holm"))
-        level = holm_levels(len(idx), alpha)
-        for i in idx:
-            rows[i].mde_alpha = level
-    with_units = [r for r in rows if r.unit_moments is not None]
-    mdes = min_detectable_effects([r.unit_moments for r in with_units],
-                                  [r.mde_alpha for r in with_units],
-                                  [r.alternative for r in with_units])
-    for r, mde in zip(with_units, mdes, strict=True):
-        r.mde = float(mde)
-    for r, p in zip(rows, benjamini_hochberg([r.primary.p for r in rows]), strict=True):
-        r.p_bh = p
+    families: dict[str, list[ContrastRow]] = defaultdict(list)
     for r in rows:
-        r.alpha = alpha
+        families[r.family].append(r)
+    nan = math.nan
+    for fam in families.values():
+        margined = [r for r in fam if r.margin is not None]
+        _holm_into(fam, [r.primary.p for r in fam], "p_holm")
+        _holm_into(margined, [r.tost_p for r in margined], "tost_p_holm")
+        case_p = holm([r.case.result.p if r.case else nan for r in fam])
+        case_eq = holm([r.case.result.p_equivalent if r.case else nan for r in margined])
+        eq_of = {id(r): p for r, p in zip(margined, case_eq, strict=True)}
+        for r, p in zip(fam, case_p, strict=True):
+            r.mde_alpha = holm_levels(len(fam), alpha)
+            if r.case is not None:
+                r.case.p_holm, r.case.p_equivalent_holm = p, eq_of.get(id(r), nan)
+    mdes = min_detectable_effects([r.unit_moments for r in rows], [r.mde_alpha for r in rows],
+                                  [r.alternative for r in rows])
+    for r, mde, p in zip(rows, mdes, benjamini_hochberg([r.primary.p for r in rows]),
+                         strict=True):
+        r.mde, r.p_bh = float(mde), p
+        r.opposite = math.isfinite(r.p_opposite) and r.p_opposite < alpha
         if r.degenerate:
             r.verdict = DEGENERATE if r.primary.degenerate else UNTESTABLE
         else:

@@ -20,10 +20,10 @@ from bench.analysis import (
 )
 from bench.config.schema import Suite
 from bench.plan import Plan
+from bench.track import FINISHED
 
 __all__ = ["CellRow", "ContrastRow", "PartialOrder", "ReplicationRow", "ReportData",
            "build_report", "methods_paragraph"]
-FINISHED = "FINISHED"
 
 
 @dataclass(kw_only=True)
