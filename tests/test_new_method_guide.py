@@ -87,3 +87,13 @@ def test_suite_reference_documents_every_field() -> None:
     missing = [p for p, *_ in field_paths() if f"`{p}`" not in doc]
     assert not missing, f"undocumented fields (run python -m bench.config.reference): {missing}"
     assert doc == reference_markdown(), "docs/suite-reference.md is stale: regenerate it"
+
+
+def test_guide_and_example_declare_the_same_replicates() -> None:
+    from bench.config.loader import load_suite
+
+    suite = load_suite(ROOT / "examples" / "new_method.yaml", env={}).suite
+    guide = (ROOT / "docs" / "new-ssl-method.md").read_text()
+    k = suite.stages["bt"].replicates
+    assert k == suite.stages["simsiam"].replicates == 3  # the methods differ in nothing else
+    assert f"`replicates: {k}`" in guide and guide.count(f"replicates: {k}") >= 3

@@ -71,6 +71,7 @@ def test_replicated_suite_runs_and_reports_three_kinds_of_evidence(tiny_suite, c
     assert "### For new patients (case-level evidence)" in md
     assert "| rnd+sup+bt/ft | rnd+sup/ft | accuracy | 36 (36) |" in md
     assert "tested on the replicate means" in md and "paired bootstrap over the test" in md
+    assert "(2000 resamples, the same for both" in md  # B = 2,000 by default
     html = (rep / "report.html").read_text()
     assert "Pre-training replicates" in html and "For new patients" in html
     trials = pd.read_csv(rep / "trials.csv", dtype={"replicate": str, "unit": str})
