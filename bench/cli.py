@@ -126,7 +126,7 @@ def _moments(text: str):
 
 
 def _load(args: argparse.Namespace):
-    from bench.config.loader import load_suite
+    from bench.plan import load_suite
 
     loaded = load_suite(args.suite, args.overrides, profile=args.profile)
     output = args.output or loaded.output

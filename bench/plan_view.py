@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from bench.plan import Plan, StageNode, parse_ref
+from bench.config.names import parse_ref
+from bench.plan import Plan, StageNode
 from bench.track import FINISHED, RunRecord
 
 

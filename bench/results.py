@@ -11,7 +11,8 @@ import numpy as np
 import pandas as pd
 
 from bench.analysis.cases import TrialPredictions
-from bench.plan import Plan, parse_ref
+from bench.config.names import parse_ref
+from bench.plan import Plan
 from bench.track import FINISHED, Tracker
 
 BASE_COLUMNS = ["cell", "init", "chain", "protocol", "replicate", "unit", "seed", "status",

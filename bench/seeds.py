@@ -13,7 +13,8 @@ import hashlib
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
-from bench.config.schema import SEED_SOURCES
+SEED_SOURCES = ("head", "order", "augment", "tta", "lr_search")
+"""Sources of randomness a trial seed is split into (``seeds.vary`` picks which differ)."""
 
 if TYPE_CHECKING:
     import torch

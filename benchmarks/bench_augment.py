@@ -21,8 +21,9 @@ import time
 import kornia.augmentation as K
 import torch
 
+from bench.data.augment import TrainAugment
 from bench.seeds import generator
-from bench.ssl.augment import SSLViews, TrainAugment
+from bench.ssl.augment import SSLViews
 
 BATCH, REPEATS = 64, 10
 

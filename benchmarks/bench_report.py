@@ -19,8 +19,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from bench.config.loader import load_suite
-from bench.plan import build_plan
+from bench.plan import build_plan, load_suite
 from bench.report.figures import all_figures
 from bench.report.render import FILENAMES, render, write_csv
 from bench.report.tables import build_report

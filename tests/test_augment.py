@@ -6,8 +6,9 @@ import math
 
 import torch
 
+from bench.data.augment import TrainAugment, crop_boxes
 from bench.seeds import generator
-from bench.ssl.augment import SSLViews, TrainAugment, crop_boxes
+from bench.ssl.augment import SSLViews
 
 
 def _batch(n: int = 16, size: int = 24) -> torch.Tensor:
@@ -122,11 +123,11 @@ def test_colour_jitter_equals_kornia_saturation_then_hue() -> None:
     v = A.ViewSpec()
     fused = A.colour_jitter(x, v, generator(1))
     g, n = generator(1), 64
-    on = A._bernoulli(n, v.jitter_p, g)
-    b = A._uniform(n, 1 - v.brightness, 1 + v.brightness, g)
-    c = A._uniform(n, 1 - v.contrast, 1 + v.contrast, g)
-    s = A._uniform(n, 1 - v.saturation, 1 + v.saturation, g)
-    h = A._uniform(n, -v.hue, v.hue, g)
+    on = A.bernoulli(n, v.jitter_p, g)
+    b = A.uniform(n, 1 - v.brightness, 1 + v.brightness, g)
+    c = A.uniform(n, 1 - v.contrast, 1 + v.contrast, g)
+    s = A.uniform(n, 1 - v.saturation, 1 + v.saturation, g)
+    h = A.uniform(n, -v.hue, v.hue, g)
     b, c, s = (torch.where(on, t, torch.ones(n)) for t in (b, c, s))
     h = torch.where(on, h, torch.zeros(n))
     y = (x * b[:, None, None, None]).clamp(0, 1)

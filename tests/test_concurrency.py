@@ -21,9 +21,8 @@ from pathlib import Path
 import pytest
 from conftest import TINY_SUITE
 
-from bench.config.loader import load_suite
 from bench.execute.local import search_key
-from bench.plan import build_plan
+from bench.plan import build_plan, load_suite
 from bench.results import load_results
 from bench.track import FINISHED, Tracker, default_tracking_uri
 

@@ -8,7 +8,7 @@ import pytest
 
 from bench.cli import main
 from bench.config.errors import SuiteError
-from bench.config.loader import load_suite
+from bench.plan import load_suite
 
 MIN = """\
 name: t

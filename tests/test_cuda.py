@@ -12,10 +12,11 @@ import pytest
 import torch
 
 from bench.config.schema import ProtocolSpec, StageSpec
+from bench.data.augment import TrainAugment
 from bench.data.loader import ImageSet, balanced_weights, batches
 from bench.models.registry import seeded_backbone
 from bench.seeds import trial_seeds
-from bench.ssl.augment import SSLViews, TrainAugment
+from bench.ssl.augment import SSLViews
 from bench.ssl.methods import resolve_method
 from bench.ssl.pretrain import run_stage
 from bench.train.probe_bank import run_probe_bank

@@ -218,8 +218,7 @@ seeds: {{count: 1}}
 def _leak_suite(tmp_path: Path, synth_dir: Path, stage_data: str, copy: bool) -> Path:
     import shutil
 
-    from bench.config.loader import load_suite
-    from bench.plan import build_plan
+    from bench.plan import build_plan, load_suite
 
     extra = tmp_path / "extra" / "cls"
     extra.mkdir(parents=True, exist_ok=True)

@@ -86,10 +86,9 @@ def test_ham10000_lesion_grouped_split(shared_data: Path) -> None:
 
 
 def test_leakage_guard_on_real_images(shared_data: Path, tmp_path: Path) -> None:
-    from bench.config.loader import load_suite
     from bench.data.check import check_data
     from bench.data.store import ImageStore
-    from bench.plan import build_plan
+    from bench.plan import build_plan, load_suite
 
     images = shared_data / "ham10000" / "images"
     names = sorted(p.name for p in images.iterdir())[:60]

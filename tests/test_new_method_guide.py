@@ -60,8 +60,7 @@ def test_guide_suite_runs(tmp_path: Path, monkeypatch, capsys) -> None:
 
 
 def test_user_method_source_is_part_of_the_stage_key(tmp_path: Path, monkeypatch) -> None:
-    from bench.config.loader import load_suite
-    from bench.plan import build_plan
+    from bench.plan import build_plan, load_suite
 
     method = tmp_path / "m.py"
     method.write_text((ROOT / "examples" / "simsiam.py").read_text())
@@ -90,7 +89,7 @@ def test_suite_reference_documents_every_field() -> None:
 
 
 def test_guide_and_example_declare_the_same_replicates() -> None:
-    from bench.config.loader import load_suite
+    from bench.plan import load_suite
 
     suite = load_suite(ROOT / "examples" / "new_method.yaml", env={}).suite
     guide = (ROOT / "docs" / "new-ssl-method.md").read_text()

@@ -10,8 +10,7 @@ import torch
 from PIL import Image
 
 from bench.cli import main
-from bench.config.loader import load_suite
-from bench.plan import build_plan
+from bench.plan import build_plan, load_suite
 
 ROOT = Path(__file__).resolve().parent.parent
 CLASSES = ["MEL", "NV", "BCC", "AK", "BKL", "DF", "VASC", "SCC"]

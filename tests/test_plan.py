@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bench.config.loader import load_suite
-from bench.plan import build_plan, expand_cells
+from bench.config.names import expand_cells
+from bench.plan import build_plan, load_suite
 from bench.seeds import derive_seed, trial_seeds
 
 

@@ -7,8 +7,7 @@ import numpy as np
 import pandas as pd
 
 from bench.cli import main
-from bench.config.loader import load_suite
-from bench.plan import build_plan
+from bench.plan import build_plan, load_suite
 from bench.seeds import replicate_seed
 from bench.track import Tracker, default_tracking_uri
 

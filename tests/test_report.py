@@ -11,8 +11,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from bench.config.loader import load_suite
-from bench.plan import build_plan
+from bench.plan import build_plan, load_suite
 from bench.report.render import render, write_csv
 from bench.report.tables import build_report
 from bench.stats import (

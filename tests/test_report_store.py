@@ -17,8 +17,7 @@ from conftest import fill_store
 from scipy import stats
 
 from bench.cli import main
-from bench.config.loader import load_suite
-from bench.plan import build_plan
+from bench.plan import build_plan, load_suite
 
 SUITE = """\
 name: edge

@@ -13,8 +13,7 @@ from pathlib import Path
 import pytest
 
 from bench.cli import main
-from bench.config.loader import load_suite
-from bench.plan import build_plan
+from bench.plan import build_plan, load_suite
 from bench.results import load_results
 from bench.track import FINISHED, KILLED, Tracker, default_tracking_uri
 

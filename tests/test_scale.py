@@ -11,10 +11,9 @@ import pytest
 import torch
 
 from bench.cli import main
-from bench.config.loader import load_suite
 from bench.execute import claims
 from bench.execute.slurm import chunks, pack_units, waves
-from bench.plan import build_plan
+from bench.plan import build_plan, load_suite
 from bench.track import FINISHED, KILLED, RUNNING, Tracker, default_tracking_uri
 
 

@@ -190,8 +190,7 @@ def test_non_finite_values_are_counted_and_never_used(tmp_path) -> None:
     import pandas as pd
 
     from bench.analysis import analyse
-    from bench.config.loader import load_suite
-    from bench.plan import build_plan
+    from bench.plan import build_plan, load_suite
 
     suite = tmp_path / "s.yaml"
     suite.write_text("""\

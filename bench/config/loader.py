@@ -15,7 +15,7 @@ import typing
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from pydantic import BaseModel, ValidationError
 from ruamel.yaml import YAML
@@ -26,6 +26,19 @@ from bench.config.errors import Loc, Located, Problem, SuiteError, did_you_mean,
 from bench.config.schema import Suite
 
 _VAR_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+class Resolver(Protocol):
+    """What a suite's names mean beyond the schema: architectures, methods and their
+    parameters live in the layers above (models, ssl), so the plan hands the loader this."""
+
+    def check(self, suite: Suite) -> list[Problem]:
+        """Every unknown architecture or method and every bad method parameter."""
+        ...
+
+    def smoke_params(self, method: str, params: dict[str, Any]) -> dict[str, Any]:
+        """A stage's method parameters as the ``smoke`` profile trains them."""
+        ...
 
 
 @dataclass
@@ -236,9 +249,13 @@ def load_suite(
     overrides: Sequence[str] = (),
     env: Mapping[str, str] | None = None,
     profile: str | None = None,
+    *,
+    resolver: Resolver,
 ) -> LoadedSuite:
     """Read, interpolate, apply a profile (e.g. ``smoke``) and ``--set`` overrides, and validate
-    a suite; raise :class:`SuiteError` on problems."""
+    a suite (schema, references, and ``resolver``'s names); raise :class:`SuiteError` listing
+    every problem with its file:line:col. Callers use :func:`bench.plan.load_suite`, which
+    passes the registries' resolver."""
     path = Path(path)
     env = os.environ if env is None else env
     try:
@@ -262,7 +279,7 @@ def load_suite(
         from bench.config.profiles import apply_profile
 
         try:
-            apply_profile(data, profile)
+            apply_profile(data, profile, resolver.smoke_params)
         except ValueError as exc:
             raise SuiteError([Located((), str(exc), f"--profile {profile}")]) from exc
     overridden: dict[Loc, str] = {}
@@ -281,6 +298,8 @@ def load_suite(
         from bench.config.refs import check_references
 
         problems.extend(check_references(suite))
+        if not problems:
+            problems.extend(resolver.check(suite))
 
     if problems:
         raise SuiteError([_locate(p, path, tree, overridden) for p in problems])

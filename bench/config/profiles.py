@@ -9,10 +9,12 @@ Its results go to ``<output>-smoke`` unless ``--output`` says otherwise.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
-PROJECTOR_METHODS = {"barlow_twins": ("projector",), "vicreg": ("projector",),
-                     "simclr": ("projector",), "byol": ("projector", "predictor")}
+SmokeParams = Callable[[str, dict[str, Any]], dict[str, Any]]
+"""(method name, raw params) → the params the smoke profile trains with (from the method's
+``Params`` model; see :meth:`bench.ssl.methods.params.MethodParams.smoke`)."""
 PROFILES = ("smoke",)
 
 
@@ -33,8 +35,10 @@ def _shrink(block: dict[str, Any]) -> None:
     _short_search(block)
 
 
-def apply_profile(data: dict[str, Any], name: str) -> dict[str, Any]:
-    """Apply profile ``name`` to a raw suite mapping (in place) and return it."""
+def apply_profile(data: dict[str, Any], name: str,
+                  smoke_params: SmokeParams | None = None) -> dict[str, Any]:
+    """Apply profile ``name`` to a raw suite mapping (in place) and return it; a stage's method
+    parameters are shrunk by ``smoke_params`` (given by the layer that knows the methods)."""
     if name not in PROFILES:
         raise ValueError(f"unknown profile {name!r}; known: {', '.join(PROFILES)}")
     seeds = data.setdefault("seeds", {})
@@ -46,12 +50,11 @@ def apply_profile(data: dict[str, Any], name: str) -> dict[str, Any]:
         _shrink(stage)
         if isinstance(stage.get("replicates"), int) and stage["replicates"] > 2:
             stage["replicates"] = 2  # still replicated (the path is checked), but cheap
-        keys = PROJECTOR_METHODS.get(str(stage.get("method")), ())
-        params = stage.setdefault("params", {}) if keys else None
-        for key in keys:
-            spec = params.get(key) if isinstance(params.get(key), dict) else {}
-            depth = len(spec.get("dims", [0, 0, 0] if key == "projector" else [0, 0]))
-            params[key] = {**spec, "dims": [64] * depth}
+        params = stage.get("params", {})
+        if smoke_params is not None and isinstance(params, dict):
+            shrunk = smoke_params(str(stage.get("method")), params)
+            if shrunk or "params" in stage:
+                stage["params"] = shrunk
     for proto in (data.get("protocols") or {}).values():
         if not isinstance(proto, dict):
             continue

@@ -1,8 +1,13 @@
-"""Cross-reference checks of a schema-valid suite: every name it uses must exist."""
+"""Cross-reference checks of a schema-valid suite: every name it defines for itself (datasets
+and their parts, inits, stages, protocols, cells, metrics) must exist where it is used.
+
+Names defined by registries above the config layer (architectures, methods, their parameters)
+are checked by the plan's resolver (:mod:`bench.plan.resolve`)."""
 
 from __future__ import annotations
 
 from bench.config.errors import Problem, did_you_mean
+from bench.config.names import cell_name, expand_cells
 from bench.config.schema import METRICS, DatasetSpec, Suite
 
 
@@ -38,18 +43,10 @@ def _known(kind: str, name: str, names: dict, loc: tuple, out: list[Problem]) ->
 
 def check_references(suite: Suite) -> list[Problem]:
     """Every problem of names and references, with the field path where it occurs."""
-    from bench.models.archs import ARCHS
-    from bench.plan import cell_name, expand_cells
-
     out: list[Problem] = []
-    for name, init in suite.inits.items():
-        if init.arch not in ARCHS:
-            out.append(Problem(("inits", name, "arch"),
-                               f"unknown architecture {init.arch!r}{did_you_mean(init.arch, ARCHS)}"))
     for name, stage in suite.stages.items():
         for i, ref in enumerate(stage.data):
             _check_ref(suite, ref, ("stages", name, "data", i), out)
-        out.extend(_check_method(name, stage.method, stage.params))
     for name, proto in suite.protocols.items():
         _check_ref(suite, proto.train, ("protocols", name, "train"), out)
         _check_ref(suite, proto.test, ("protocols", name, "test"), out)
@@ -103,28 +100,3 @@ def check_references(suite: Suite) -> list[Problem]:
                                    f"unknown metric {m!r}{did_you_mean(m, METRICS)}"))
     return out
 
-
-def _check_method(stage: str, method: str, params: dict) -> list[Problem]:
-    from pydantic import ValidationError
-
-    from bench.ssl.methods import METHODS, MethodNotFound, resolve_method
-    from bench.ssl.methods.params import BUILTIN_PARAMS
-
-    loc = ("stages", stage, "method")
-    model = BUILTIN_PARAMS.get(method)
-    if model is None:
-        try:
-            model = resolve_method(method).Params
-        except MethodNotFound as exc:
-            return [Problem(loc, f"{exc}{did_you_mean(method, METHODS)}")]
-    try:
-        model.model_validate(params)
-    except ValidationError as exc:
-        probs = []
-        for e in exc.errors(include_url=False):
-            sub = tuple(p for p in e["loc"] if isinstance(p, int | str))
-            msg = (f"unknown parameter {sub[-1]!r} of method {method!r}"
-                   if e["type"] == "extra_forbidden" else e["msg"])
-            probs.append(Problem(("stages", stage, "params", *sub), msg))
-        return probs
-    return []

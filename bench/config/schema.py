@@ -8,20 +8,14 @@ are checked in ``bench.config.refs`` so that every error can point at its line.
 
 from __future__ import annotations
 
-import re
 from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
 from bench.config.base import COSMETIC, Strict
+from bench.config.names import DATA_REF_RE, NAME_RE
 from bench.config.reporting import ContrastSpec, PublishedSpec, ReportSpec
-
-SEED_SOURCES = ("head", "order", "augment", "tta", "lr_search")
-"""Sources of randomness a trial seed is split into (``seeds.vary`` picks which differ)."""
-
-_NAME = r"[A-Za-z][A-Za-z0-9_\-]*"
-NAME_RE = re.compile(rf"^{_NAME}$")
-DATA_REF_RE = re.compile(rf"^({_NAME})(?::({_NAME}))?$")
+from bench.seeds import SEED_SOURCES
 
 
 def _description() -> Any:

@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from bench.config.names import parse_ref
 from bench.data.errors import offenders
 
 PixelHashes = Callable[[str], list[str]]
@@ -49,8 +50,6 @@ def check_leakage(plan, pixel_hashes: PixelHashes | None) -> LeakageReport:
     ``pixel_hashes(ref)`` returns the decoded-pixel hashes of a part's records (None: skip the
     pixel comparison).
     """
-    from bench.plan import parse_ref
-
     report = LeakageReport()
     tests, trains = usage(plan)
     frames = {}

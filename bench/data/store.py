@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from bench.config.names import parse_ref
 from bench.data.cache import CachedPart, DecodedCache
 from bench.data.loader import ImageSet
 
@@ -25,8 +26,6 @@ class ImageStore:
         self._sets: dict[tuple[str, str | None, int], ImageSet] = {}
 
     def _part(self, ref: str, size: int) -> CachedPart:
-        from bench.plan import parse_ref
-
         ds_name, part = parse_ref(ref)
         key = (ds_name, part, size)
         if key not in self._parts:
@@ -46,8 +45,6 @@ class ImageStore:
 
     def pixel_hashes(self, ref: str) -> list[str]:
         """Decoded-pixel hashes of a part's records (from any cached size of it)."""
-        from bench.plan import parse_ref
-
         ds_name, part = parse_ref(ref)
         for (d, p, _), cached in self._parts.items():
             if d == ds_name and p == part:
@@ -56,8 +53,6 @@ class ImageStore:
 
     def get(self, ref: str, size: int, labelled: bool = True) -> ImageSet:
         """uint8 (N, 3, size, size) images (+ labels) of ``dataset:part``."""
-        from bench.plan import parse_ref
-
         ds_name, part = parse_ref(ref)
         key = (ds_name, part, size)
         if key not in self._sets:

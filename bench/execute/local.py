@@ -29,10 +29,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from bench.config.names import parse_ref
 from bench.data.store import ImageStore
 from bench.errors import BenchError
 from bench.execute.claims import ClaimRequest, Heartbeat, claim_many, close_dead, new_owner, retire_owner
-from bench.plan import Cell, Plan, StageNode, Trial, key_view, parse_ref
+from bench.plan import Cell, Plan, StageNode, Trial, key_view
 from bench.progress import Progress
 from bench.seeds import trial_seeds
 from bench.track import (

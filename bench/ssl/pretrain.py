@@ -18,11 +18,12 @@ import torch
 from torch import Tensor, nn
 
 from bench.config.schema import StageSpec
+from bench.data.augment import TrainAugment
 from bench.data.loader import ImageSet, batches, n_batches
 from bench.models.heads import Normalize
 from bench.models.registry import frozen_modes, set_trainable
 from bench.seeds import derive_seed, generator
-from bench.ssl.augment import SSLViews, TrainAugment, ViewSpec
+from bench.ssl.augment import SSLViews, ViewSpec
 from bench.ssl.methods.base import Method
 from bench.train.loop import autocast, maybe_compile, prepare, run_epoch
 from bench.train.lr_finder import lr_find

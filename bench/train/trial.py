@@ -18,11 +18,11 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from bench.config.schema import ProtocolSpec
+from bench.data.augment import TrainAugment
 from bench.data.loader import ImageSet, balanced_weights, batches, n_batches
 from bench.models.heads import Classifier, init_linear
 from bench.models.registry import frozen_modes, set_trainable
 from bench.seeds import generator
-from bench.ssl.augment import TrainAugment
 from bench.train.loop import autocast, maybe_compile, prepare, run_epoch, state_digest
 from bench.train.lr_finder import lr_find
 from bench.train.metrics import compute_metrics

@@ -1,4 +1,9 @@
-"""Pre-training methods, one file each, found through a plain registry (name → 'module:Class').
+"""Pre-training methods, one file each, found through one torch-free registry.
+
+:data:`METHODS` maps a name to ``(module:Class, Params)``: the class is imported only when a stage
+trains, the pydantic ``Params`` model validates a suite's ``stages.<name>.params`` (and gives the
+``smoke`` profile its settings, :meth:`MethodParams.smoke`) without torch. A new built-in method is
+one file plus one line here.
 
 A suite names a registered method (``barlow_twins``), an importable class
 (``mypackage.my_method:MyMethod``), or a class in a Python file (``methods/my_method.py:MyMethod``,
@@ -8,14 +13,38 @@ relative to the working directory) that subclasses :class:`bench.ssl.methods.bas
 from __future__ import annotations
 
 import importlib
+from typing import NamedTuple
 
-METHODS: dict[str, str] = {
-    "barlow_twins": "bench.ssl.methods.barlow_twins:BarlowTwins",
-    "supervised": "bench.ssl.methods.supervised:Supervised",
-    "vicreg": "bench.ssl.methods.vicreg:VICReg",
-    "simclr": "bench.ssl.methods.simclr:SimCLR",
-    "byol": "bench.ssl.methods.byol:BYOL",
+from bench.ssl.methods.params import (
+    BarlowTwinsParams,
+    BYOLParams,
+    MethodParams,
+    SimCLRParams,
+    SupervisedParams,
+    VICRegParams,
+)
+
+
+class MethodEntry(NamedTuple):
+    """A registered method: where its class is, and its parameter model."""
+
+    target: str
+    params: type[MethodParams]
+
+
+METHODS: dict[str, MethodEntry] = {
+    "barlow_twins": MethodEntry("bench.ssl.methods.barlow_twins:BarlowTwins", BarlowTwinsParams),
+    "supervised": MethodEntry("bench.ssl.methods.supervised:Supervised", SupervisedParams),
+    "vicreg": MethodEntry("bench.ssl.methods.vicreg:VICReg", VICRegParams),
+    "simclr": MethodEntry("bench.ssl.methods.simclr:SimCLR", SimCLRParams),
+    "byol": MethodEntry("bench.ssl.methods.byol:BYOL", BYOLParams),
 }
+
+
+def method_params(name: str) -> type[MethodParams]:
+    """The parameter model of a registered method, or of a user class (imported)."""
+    entry = METHODS.get(name)
+    return entry.params if entry is not None else resolve_method(name).Params
 
 
 class MethodNotFound(LookupError):
@@ -26,7 +55,8 @@ def resolve_method(name: str) -> type:
     """The method class for a registered name or a ``package.module:ClassName`` path."""
     from bench.ssl.methods.base import Method
 
-    target = METHODS.get(name, name)
+    entry = METHODS.get(name)
+    target = entry.target if entry is not None else name
     if ":" not in target:
         raise MethodNotFound(f"unknown method {name!r}")
     module_name, _, cls_name = target.rpartition(":")

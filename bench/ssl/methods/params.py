@@ -1,10 +1,13 @@
 """Parameter models of the built-in methods (pydantic only: suites validate without torch).
 
-Each method file uses its model here as ``Params``; :data:`BUILTIN_PARAMS` lets the suite checker
-validate ``stages.<name>.params`` without importing the method (and torch).
+Each method file uses its model here as ``Params``; the registry in :mod:`bench.ssl.methods`
+pairs each name with its model, so that ``stages.<name>.params`` is validated (and shrunk by the
+``smoke`` profile) without importing the method, or torch.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -13,6 +16,22 @@ class MethodParams(BaseModel):
     """Base of a method's parameters; unknown keys are errors."""
 
     model_config = ConfigDict(extra="forbid")
+
+    @classmethod
+    def smoke(cls, params: dict[str, Any]) -> dict[str, Any]:
+        """``params`` (a raw mapping) with every MLP (a :class:`ProjectorSpec` field) made 64
+        wide at its depth (the given one, else the default's): the ``smoke`` profile's settings,
+        read from the model so that a new method needs no entry anywhere else."""
+        out = dict(params)
+        for name, info in cls.model_fields.items():
+            if info.annotation is not ProjectorSpec:
+                continue
+            given = out.get(name) if isinstance(out.get(name), dict) else {}
+            dims = given.get("dims") if isinstance(given.get("dims"), list) else None
+            depth = len(dims) if dims is not None else len(info.get_default(
+                call_default_factory=True).dims)
+            out[name] = {**given, "dims": [64] * depth}
+        return out
 
 
 class ProjectorSpec(BaseModel):
@@ -62,12 +81,3 @@ class SupervisedParams(MethodParams):
     """Supervised pre-training settings."""
 
     label_smoothing: float = Field(0.0, ge=0, lt=1, description="Cross-entropy label smoothing.")
-
-
-BUILTIN_PARAMS: dict[str, type[MethodParams]] = {
-    "barlow_twins": BarlowTwinsParams,
-    "vicreg": VICRegParams,
-    "simclr": SimCLRParams,
-    "byol": BYOLParams,
-    "supervised": SupervisedParams,
-}

@@ -1,0 +1,156 @@
+"""Expanding a validated suite into its plan: datasets read, keys computed, the DAG built."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from bench.config.loader import LoadedSuite
+from bench.config.names import cell_name, chain_label, expand_cells, parse_ref
+from bench.config.schema import Suite
+from bench.errors import BenchError
+from bench.plan.keys import content_key, data_hash, key_view, method_digest
+from bench.plan.nodes import Cell, InitNode, Plan, StageNode, Trial, replicate_label
+from bench.seeds import replicate_seed, trial_seeds
+
+
+def _placeholder(name: str, spec: Any) -> Any:
+    """An empty dataset standing in for one that cannot be read (lenient plans)."""
+    import pandas as pd
+
+    from bench.data.dataset import MANIFEST_COLUMNS, Dataset
+
+    records = pd.DataFrame(columns=[*MANIFEST_COLUMNS, "path", "source", "index"])
+    return Dataset(name=name, spec=spec, records=records, classes=[])
+
+
+def _check_parts(suite: Suite, datasets: dict[str, Any], cells_spec: list) -> None:
+    """Every part a used protocol or stage names must hold images."""
+    from bench.data.errors import DataError
+
+    refs: list[tuple[str, str]] = []
+    for _init, chain, proto in cells_spec:
+        p = suite.protocols[proto]
+        refs += [(f"protocols.{proto}.train", p.train), (f"protocols.{proto}.test", p.test)]
+        refs += [(f"stages.{st}.data", r) for st in chain for r in suite.stages[st].data]
+    problems = []
+    for where, ref in dict.fromkeys(refs):
+        ds, part = parse_ref(ref)
+        if part is not None and part not in datasets[ds].parts:
+            problems.append(f"{where}: part {ref!r} holds no image (the parts of {ds!r} are "
+                            f"{datasets[ds].parts})")
+    if problems:
+        raise DataError("\n".join(problems))
+
+
+def build_plan(loaded: LoadedSuite, base_dir: Path | None = None, check_files: bool = True,
+               lenient: bool = False) -> Plan:
+    """Expand a validated suite into its plan (reads dataset records; decodes no pixels).
+
+    Relative paths (weights, data) are relative to ``base_dir`` (default: the working directory).
+    With ``lenient``, a dataset or weights file that cannot be read is listed in
+    ``plan.missing`` (with where to get it) instead of raising; the plan's shape is still
+    right, but its keys are provisional.
+    """
+    from bench.data.dataset import build_dataset
+    from bench.models.files import init_fingerprint
+
+    suite = loaded.suite
+    base = base_dir
+    cells_spec = expand_cells(suite)
+    used: set[str] = set()
+    for _, chain, proto in cells_spec:  # only the datasets the cells use are read
+        p = suite.protocols[proto]
+        used |= {parse_ref(r)[0] for r in (p.train, p.test)}
+        used |= {parse_ref(r)[0] for st in chain for r in suite.stages[st].data}
+    missing: list[str] = []
+    datasets = {}
+    for name in suite.datasets:
+        if name not in used:
+            continue
+        try:
+            datasets[name] = build_dataset(name, suite.datasets[name], check_files)
+        except BenchError as exc:
+            if not lenient:
+                raise
+            from bench.sources import DATASET_SOURCES
+
+            spec = suite.datasets[name]
+            missing.append(f"{str(exc).splitlines()[0]}\n    get it: "
+                           f"{DATASET_SOURCES.get(spec.format, '')}")
+            datasets[name] = _placeholder(name, spec)
+    if not missing:
+        _check_parts(suite, datasets, cells_spec)
+
+    inits: dict[str, InitNode] = {}
+    for name in dict.fromkeys(init for init, _, _ in cells_spec):
+        spec = suite.inits[name]
+        try:
+            fp = init_fingerprint(spec.arch, spec.weights, spec.seed, base)
+        except BenchError as exc:
+            if not lenient:
+                raise
+            from bench.sources import weights_hint
+
+            hint = (weights_hint(spec.weights.removeprefix("file:"))
+                    if spec.weights.startswith("file:") else "")
+            missing.append(f"init {name!r}: {exc}" + (f"\n    get it: {hint}" if hint else ""))
+            fp = f"missing:{spec.weights}"
+        inits[name] = InitNode(name=name, key=content_key("init", spec.arch, fp), fingerprint=fp)
+
+    stages: dict[str, StageNode] = {}
+    encoders_of: dict[tuple[str, tuple[str, ...]], list[tuple[tuple[int, ...], str]]] = {}
+    for init, chain, _ in cells_spec:
+        leaves: list[tuple[tuple[int, ...], str]] = [((), inits[init].key)]
+        for i, stage_name in enumerate(chain):
+            spec = suite.stages[stage_name]
+            dh = data_hash(datasets, spec.data, spec.repeat)
+            source = method_digest(spec.method)
+            grown = []
+            for path, parent in leaves:
+                for r in range(spec.replicates):
+                    rspec = spec if r == 0 else spec.model_copy(
+                        update={"seed": replicate_seed(spec.seed, r)})
+                    view = {k: v for k, v in key_view(rspec).items()
+                            if k not in ("data", "repeat", "replicates")}
+                    if source:  # user methods only: bench's own keep their keys
+                        view["method_source"] = source
+                    key = content_key("stage", parent, view, dh)
+                    sub = (*path, r) if spec.replicates > 1 else path
+                    if key not in stages:
+                        stages[key] = StageNode(
+                            key=key, label=chain_label(init, chain[: i + 1]), name=stage_name,
+                            init=init, chain=chain[: i + 1], parent_key=parent, spec=rspec,
+                            data_hash=dh, replicate=replicate_label(sub),
+                        )
+                    grown.append((sub, key))
+            leaves = grown
+        encoders_of[(init, chain)] = leaves
+
+    cells: list[Cell] = []
+    for init, chain, proto in cells_spec:
+        spec = suite.protocols[proto]
+        tr_ds, tr_part = parse_ref(spec.train)
+        te_ds, te_part = parse_ref(spec.test)
+        for path, enc in encoders_of[(init, chain)]:
+            key = content_key(
+                "cell", enc, key_view(spec),
+                datasets[tr_ds].manifest_hash(tr_part), datasets[te_ds].manifest_hash(te_part),
+            )
+            cells.append(Cell(
+                name=cell_name(init, chain, proto), key=key, init=init, chain=chain,
+                protocol=proto, spec=spec, encoder_key=enc, stage_key=enc if chain else None,
+                replicate=replicate_label(path),
+            ))
+
+    plan = Plan(loaded=loaded, datasets=datasets, inits=inits, stages=list(stages.values()),
+                cells=cells, missing=missing)
+    sd = suite.seeds
+    vary = sorted(sd.vary)
+    for cell in cells:
+        for i in range(sd.count):
+            seed = sd.base + i
+            key = content_key("trial", cell.key, seed, vary, sd.base)
+            plan.trials.append(Trial(cell=cell, index=i, seed=seed, key=key,
+                                     seeds=trial_seeds(seed, sd.base, vary)))
+    return plan
