@@ -34,7 +34,8 @@ from collections.abc import Callable
 
 import torch
 
-from bench.config.schema import ProtocolSpec, StageSpec
+from bench.config.protocols import parse_protocol
+from bench.config.schema import StageSpec
 from bench.data.loader import ImageSet
 from bench.models.registry import seeded_backbone
 from bench.seeds import trial_seeds
@@ -152,7 +153,7 @@ def main() -> int:
     test = ImageSet(images[:batch], labels[:batch])
     classes = [f"c{i}" for i in range(8)]
     seeds = trial_seeds(0, 0, ["head"])
-    proto = ProtocolSpec.model_validate(dict(
+    proto = parse_protocol(dict(
         kind="fine_tune", train="d:train", test="d:test", epochs=2, warmup_epochs=0,
         batch_size=batch, image_size=size, lr_search={"method": "fixed", "lr": 1e-4},
         tta={"mode": "clean"}))

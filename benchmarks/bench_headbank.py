@@ -16,7 +16,8 @@ import time
 import numpy as np
 import torch
 
-from bench.config.schema import ProtocolSpec, SyntheticSpec
+from bench.config.protocols import parse_protocol
+from bench.config.schema import SyntheticSpec
 from bench.data import synthetic
 from bench.data.loader import ImageSet
 from bench.models.registry import seeded_backbone
@@ -32,7 +33,7 @@ def main() -> int:
     x = torch.from_numpy(synthetic.render(spec))
     y = torch.from_numpy(synthetic.labels(spec)).long()
     train, test = ImageSet(x[:256], y[:256]), ImageSet(x[256:], y[256:])
-    proto = ProtocolSpec.model_validate(dict(
+    proto = parse_protocol(dict(
         kind="linear_probe", train="d:train", test="d:test", epochs=2, batch_size=32,
         image_size=SIZE, lr_search={"method": "fixed", "lr": 0.01}, tta={"passes": 3}))
     seeds = [trial_seeds(i, 0, ["head"]) for i in range(SEEDS)]

@@ -20,7 +20,8 @@ import time
 import torch
 import torch.nn.functional as F
 
-from bench.config.schema import ProtocolSpec, SyntheticSpec
+from bench.config.protocols import ProtocolBase, parse_protocol
+from bench.config.schema import SyntheticSpec
 from bench.data import synthetic
 from bench.data.loader import ImageSet
 from bench.models.heads import Classifier, init_linear
@@ -32,7 +33,7 @@ from bench.train.trial import augment_for, run_trial
 ARCH, SIZE, N_TRAIN, N_TEST, EPOCHS, BATCH, LR, REPEATS = "resnet18", 64, 512, 128, 2, 32, 1e-3, 3
 
 
-def bare_loop(state: dict, proto: ProtocolSpec, train: ImageSet, test: ImageSet,
+def bare_loop(state: dict, proto: ProtocolBase, train: ImageSet, test: ImageSet,
               n_classes: int, seeds: dict[str, int]) -> float:
     """The hand-written loop; returns the test accuracy."""
     backbone = seeded_backbone(ARCH, 0)
@@ -69,7 +70,7 @@ def main() -> int:
     x = torch.from_numpy(synthetic.render(spec))
     y = torch.from_numpy(synthetic.labels(spec)).long()
     train, test = ImageSet(x[:N_TRAIN], y[:N_TRAIN]), ImageSet(x[N_TRAIN:], y[N_TRAIN:])
-    proto = ProtocolSpec.model_validate(dict(
+    proto = parse_protocol(dict(
         kind="fine_tune", train="d:train", test="d:test", epochs=EPOCHS, warmup_epochs=0,
         batch_size=BATCH, image_size=SIZE, lr_search={"method": "fixed", "lr": LR},
         tta={"mode": "clean"}))

@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 import torch
 
-from bench.config.schema import ProtocolSpec, StageSpec
+from bench.config.protocols import ProtocolBase, parse_protocol
+from bench.config.schema import StageSpec
 from bench.data.augment import TrainAugment
 from bench.data.loader import ImageSet, balanced_weights, batches
 from bench.models.registry import seeded_backbone
@@ -36,11 +37,11 @@ def _sets(n_train: int = 96, size: int = 32) -> tuple[ImageSet, ImageSet]:
     return ImageSet(x[:n_train], y[:n_train]), ImageSet(x[n_train:], y[n_train:])
 
 
-def _proto(kind: str, **kw) -> ProtocolSpec:
+def _proto(kind: str, **kw) -> ProtocolBase:
     base = dict(kind=kind, train="d:train", test="d:test", epochs=6, batch_size=16,
                 image_size=32, lr_search={"method": "fixed", "lr": 0.01})
     base.update(kw)
-    return ProtocolSpec.model_validate(base)
+    return parse_protocol(base)
 
 
 @pytest.mark.parametrize("source", ["host", "device"])

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from bench.config.schema import ProtocolSpec
+from bench.config.protocols import ProtocolBase, parse_protocol
 from bench.data.loader import ImageSet
 from bench.models.registry import seeded_backbone
 from bench.seeds import trial_seeds
@@ -28,11 +28,11 @@ def _sets(n_train: int = 48):
     return ImageSet(x[:n_train], y[:n_train]), ImageSet(x[n_train:], y[n_train:])
 
 
-def _probe(**kw) -> ProtocolSpec:
+def _probe(**kw) -> ProtocolBase:
     base = dict(kind="linear_probe", train="d:train", test="d:test", epochs=2, batch_size=12,
                 image_size=16, lr_search={"method": "fixed", "lr": 0.01})
     base.update(kw)
-    return ProtocolSpec.model_validate(base)
+    return parse_protocol(base)
 
 
 @pytest.mark.parametrize("kw", [{}, {"cache_features": True, "tta": {"mode": "clean"}},
@@ -61,7 +61,7 @@ def test_bank_eligibility() -> None:
     assert not bank_eligible(_probe(kind="fine_tune"), ["head"])
 
 
-def _optuna_proto(**kw) -> ProtocolSpec:
+def _optuna_proto(**kw) -> ProtocolBase:
     lr = {"method": "optuna", "n_trials": 4, "budget_epochs": 1, "low": 1e-4, "high": 1e-1,
           "seed": 3}
     lr.update(kw)

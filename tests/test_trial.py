@@ -7,7 +7,7 @@ import pytest
 import torch
 from sklearn.metrics import f1_score
 
-from bench.config.schema import ProtocolSpec
+from bench.config.protocols import ProtocolBase, parse_protocol
 from bench.data.loader import ImageSet
 from bench.models.registry import seeded_backbone
 from bench.seeds import trial_seeds
@@ -25,8 +25,8 @@ def _sets():
     return ImageSet(x[:48], y[:48]), ImageSet(x[48:], y[48:])
 
 
-def _proto(kind: str, **kw) -> ProtocolSpec:
-    return ProtocolSpec.model_validate(dict(kind=kind, train="d:train", test="d:test", epochs=2,
+def _proto(kind: str, **kw) -> ProtocolBase:
+    return parse_protocol(dict(kind=kind, train="d:train", test="d:test", epochs=2,
                                             batch_size=12, image_size=16, **kw))
 
 

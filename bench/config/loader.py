@@ -23,6 +23,7 @@ from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import MarkedYAMLError
 
 from bench.config.errors import Loc, Located, Problem, SuiteError, did_you_mean, format_path
+from bench.config.protocols import PROTOCOL_KINDS
 from bench.config.schema import Suite
 
 _VAR_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
@@ -186,6 +187,9 @@ def _model_at(loc: Loc) -> type[BaseModel] | None:
     tp: Any = Suite
     for step in loc:
         tp = _unwrap(tp)
+        if typing.get_origin(tp) is typing.Union and step in PROTOCOL_KINDS:
+            tp = PROTOCOL_KINDS[step]  # the tag of the protocol union
+            continue
         if isinstance(tp, type) and issubclass(tp, BaseModel):
             if not isinstance(step, str) or step not in tp.model_fields:
                 return None
@@ -218,13 +222,32 @@ def _unwrap(tp: Any) -> Any:
         return tp
 
 
+def _one_of(expected: str) -> str:
+    """``"'a', 'b', 'c'"`` → ``"'a', 'b' or 'c'"`` (pydantic's literal wording)."""
+    items = [x.strip() for x in expected.split(",")]
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " or " + items[-1]
+
+
 def _pydantic_problems(err: ValidationError) -> list[Problem]:
     out: list[Problem] = []
     for e in err.errors(include_url=False):
-        loc: Loc = tuple(p for p in e["loc"] if isinstance(p, int | str))
+        raw: Loc = tuple(p for p in e["loc"] if isinstance(p, int | str))
+        # a protocol's errors carry its kind (the union's tag) after its name: not a YAML key
+        loc = (raw[:2] + raw[3:] if len(raw) > 2 and raw[0] == "protocols"
+               and raw[2] in PROTOCOL_KINDS else raw)
         kind = e["type"]
-        if kind == "extra_forbidden":
-            parent = _model_at(loc[:-1])
+        if kind == "union_tag_invalid":
+            ctx = e.get("ctx", {})
+            choices = re.findall(r"'([^']*)'", ctx.get("expected_tags", ""))
+            tag = str(ctx.get("tag"))
+            out.append(Problem((*loc, "kind"), f"{tag!r} is not one of "
+                               f"{_one_of(ctx.get('expected_tags', ''))}"
+                               f"{did_you_mean(tag, choices)}"))
+        elif kind == "union_tag_not_found":
+            out.append(Problem((*loc, "kind"), f"required field 'kind' is missing (one of "
+                               f"{_one_of(', '.join(repr(k) for k in PROTOCOL_KINDS))})"))
+        elif kind == "extra_forbidden":
+            parent = _model_at(raw[:-1])
             hint = did_you_mean(str(loc[-1]), parent.model_fields) if parent else ""
             out.append(Problem(loc, f"unknown field {loc[-1]!r}{hint}"))
         elif kind == "missing":
