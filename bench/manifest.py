@@ -20,7 +20,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from bench.plan import Plan
-from bench.track import FINISHED, Tracker, environment_tags
+from bench.track import FINISHED, Tag, Tracker, environment_tags
 
 
 def split_hash(dataset) -> str:
@@ -39,10 +39,10 @@ def expected_tags(plan: Plan) -> dict[str, str]:
     """Every manifest tag value as recomputed now (keys as recorded on the runs)."""
     out: dict[str, str] = {}
     for name, ds in plan.datasets.items():
-        out[f"bench.split.{name}"] = split_hash(ds)
+        out[Tag.SPLIT_PREFIX + name] = split_hash(ds)
         for part in ds.parts:
-            out[f"bench.manifest.{name}:{part}"] = ds.manifest_hash(part)
-        out[f"bench.manifest.{name}"] = ds.manifest_hash(None)
+            out[f"{Tag.MANIFEST_PREFIX}{name}:{part}"] = ds.manifest_hash(part)
+        out[Tag.MANIFEST_PREFIX + name] = ds.manifest_hash(None)
     return out
 
 
@@ -55,8 +55,8 @@ def verify_suite(plan: Plan, tracker: Tracker, output: Path) -> tuple[str, bool]
     labels = {s.label for s in plan.stages}
     cells = {c.name for c in plan.cells}
     runs = [r for r in tracker.runs() if r.status == FINISHED
-            and ((r.kind == "stage" and r.tags.get("bench.chain") in labels)
-                 or (r.kind == "trial" and r.tags.get("bench.cell") in cells))]
+            and ((r.kind == "stage" and r.tags.get(Tag.CHAIN) in labels)
+                 or (r.kind == "trial" and r.tags.get(Tag.CELL) in cells))]
     problems: dict[str, list[str]] = defaultdict(list)
     checked: dict[str, int] = defaultdict(int)
     encoder_sha: dict[str, str] = {}
@@ -67,24 +67,24 @@ def verify_suite(plan: Plan, tracker: Tracker, output: Path) -> tuple[str, bool]
     for r in runs:
         name = r.tags.get("mlflow.runName", r.key[:12])
         for tag, value in r.tags.items():
-            if tag.startswith(("bench.manifest.", "bench.split.")):
-                kind = "data" if tag.startswith("bench.manifest.") else "split"
+            if tag.startswith((Tag.MANIFEST_PREFIX, Tag.SPLIT_PREFIX)):
+                kind = "data" if tag.startswith(Tag.MANIFEST_PREFIX) else "split"
                 checked[kind] += 1
                 if tag not in now:
                     problems[f"{tag.removeprefix('bench.')}: no longer in the suite"].append(name)
                 elif now[tag] != value:
                     problems[f"{tag.removeprefix('bench.')}: recorded {value[:12]}, now "
                              f"{now[tag][:12]}"].append(name)
-        init_key = r.tags.get("bench.init_key")
-        if init_key and "bench.weights" in r.tags:
+        init_key = r.tags.get(Tag.INIT_KEY)
+        if init_key and Tag.WEIGHTS in r.tags:
             checked["weights"] += 1
             node = inits.get(init_key)
-            if node is None or node.fingerprint != r.tags["bench.weights"]:
+            if node is None or node.fingerprint != r.tags[Tag.WEIGHTS]:
                 problems[f"weights of {r.tags.get('bench.init', '?')}: recorded "
                          f"{r.tags['bench.weights'][:12]}, now "
                          f"{node.fingerprint[:12] if node else 'different'}"].append(name)
-        enc = r.tags.get("bench.encoder_sha256")
-        enc_key = r.key if r.kind == "stage" else r.tags.get("bench.encoder_key", "")
+        enc = r.tags.get(Tag.ENCODER_SHA)
+        enc_key = r.key if r.kind == "stage" else r.tags.get(Tag.ENCODER_KEY, "")
         if enc and enc_key in encoder_sha:
             checked["encoders"] += 1
             if encoder_sha[enc_key] != enc:

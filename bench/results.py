@@ -13,7 +13,7 @@ import pandas as pd
 from bench.analysis.cases import TrialPredictions
 from bench.config.names import parse_ref
 from bench.plan import Plan
-from bench.track import FINISHED, Tracker
+from bench.track import FINISHED, Tag, Tracker
 
 BASE_COLUMNS = ["cell", "init", "chain", "protocol", "replicate", "unit", "seed", "status",
                 "failure", "trial_key", "run_id"]
@@ -43,7 +43,7 @@ def load_results(plan: Plan, tracker: Tracker) -> pd.DataFrame:
         row = {
             "cell": t.cell.name, "init": t.cell.init, "chain": "+".join(t.cell.chain),
             "protocol": t.cell.protocol, "replicate": t.cell.replicate, "unit": t.cell.unit,
-            "seed": t.seed, "status": r.status, "failure": r.tags.get("bench.failure", ""),
+            "seed": t.seed, "status": r.status, "failure": r.tags.get(Tag.FAILURE, ""),
             "trial_key": t.key, "run_id": r.run_id,
         }
         if r.status == FINISHED:
@@ -95,7 +95,7 @@ def load_predictions(plan: Plan, tracker: Tracker, results: pd.DataFrame,
                 ids, groups = npz["ids"].astype(str), npz["groups"].astype(str)
             else:
                 ds = plan.datasets[ds_name]
-                recorded = records[key].tags.get(f"bench.manifest.{ref}")
+                recorded = records[key].tags.get(Tag.MANIFEST_PREFIX + ref)
                 if recorded != ds.manifest_hash(part) or len(ds.part(part)) != len(npz["labels"]):
                     skipped[trial.cell.name] = skipped.get(trial.cell.name, 0) + 1
                     continue

@@ -7,7 +7,7 @@ from collections import Counter
 from collections.abc import Mapping
 
 from bench.plan import Plan
-from bench.track import RunRecord
+from bench.track import RunRecord, Tag
 
 STATES = ("FINISHED", "RUNNING", "FAILED", "KILLED", "pending")
 
@@ -27,7 +27,7 @@ def count_status(plan: Plan, status: Mapping[str, RunRecord]) -> Counter:
 def describe_status(plan: Plan, status: Mapping[str, RunRecord]) -> str:
     """A table of stages and cells with their trial counts per state, the running units with
     their owner and last heartbeat, and the failure reasons."""
-    from bench.execute.claims import HEARTBEAT_TAG, OWNER_TAG, claim_alive
+    from bench.execute.claims import claim_alive
 
     lines = [f"suite {plan.suite.name}"]
     running: list[str] = []
@@ -57,10 +57,10 @@ def describe_status(plan: Plan, status: Mapping[str, RunRecord]) -> str:
     now = time.time()
     for r in status.values():
         if r.status == "RUNNING" and r.kind != "cell":
-            beat = float(r.tags.get(HEARTBEAT_TAG, r.start_time / 1000))
+            beat = float(r.tags.get(Tag.HEARTBEAT, r.start_time / 1000))
             alive = "alive" if claim_alive(r, now) else "dead (will be redone)"
             running.append(f"  {r.kind} {r.tags.get('mlflow.runName', r.key[:12])}: "
-                           f"{r.tags.get(OWNER_TAG, '?')}, heartbeat {now - beat:.0f} s ago, "
+                           f"{r.tags.get(Tag.OWNER, '?')}, heartbeat {now - beat:.0f} s ago, "
                            f"{alive}")
     if running:
         lines += ["", "running:", *running]

@@ -25,6 +25,35 @@ from typing import Any
 FINISHED, FAILED, KILLED, RUNNING = "FINISHED", "FAILED", "KILLED", "RUNNING"
 
 
+class Tag:
+    """The names of bench's MLflow tags (every module writes and reads them through these)."""
+
+    KIND = "bench.kind"                 # stage | cell | search | trial
+    KEY = "bench.key"                   # the unit's content key
+    FAILURE = "bench.failure"           # why a run FAILED or was KILLED
+    OWNER = "bench.owner"               # the claimant (lease holder) of a RUNNING run
+    HEARTBEAT = "bench.heartbeat"       # the claimant's last heartbeat (ms)
+    CELL = "bench.cell"
+    CELL_KEY = "bench.cell_key"
+    SEED = "bench.seed"
+    SEED_PREFIX = "bench.seed."         # + source: the derived seed of one source
+    REPLICATE = "bench.replicate"
+    STAGE = "bench.stage"
+    CHAIN = "bench.chain"
+    INIT = "bench.init"
+    PROTOCOL = "bench.protocol"
+    PARENT_KEY = "bench.parent_key"
+    DATA_HASH = "bench.data_hash"
+    DEVICE = "bench.device"
+    INIT_KEY = "bench.init_key"
+    WEIGHTS = "bench.weights"           # the root init's weights fingerprint
+    ENCODER_KEY = "bench.encoder_key"
+    ENCODER_SHA = "bench.encoder_sha256"
+    ALLOW_LEAKAGE = "bench.allow_leakage"
+    MANIFEST_PREFIX = "bench.manifest."  # + data ref: sha256 of the part's manifest
+    SPLIT_PREFIX = "bench.split."        # + dataset: sha256 of its whole split
+
+
 def default_tracking_uri(output: Path) -> str:
     """``sqlite:///<abs output>/mlflow.db``."""
     return f"sqlite:///{(output / 'mlflow.db').resolve()}"
@@ -258,8 +287,8 @@ class Tracker:
                                            order_by=["attributes.start_time ASC"])
             for r in page:
                 out.append(RunRecord(
-                    run_id=r.info.run_id, key=r.data.tags.get("bench.key", ""),
-                    kind=r.data.tags.get("bench.kind", ""), status=r.info.status,
+                    run_id=r.info.run_id, key=r.data.tags.get(Tag.KEY, ""),
+                    kind=r.data.tags.get(Tag.KIND, ""), status=r.info.status,
                     tags=r.data.tags, params=r.data.params, metrics=r.data.metrics,
                     start_time=r.info.start_time, end_time=r.info.end_time,
                     artifact_uri=r.info.artifact_uri or "",
@@ -281,7 +310,7 @@ class Tracker:
               tags: Mapping[str, str] | None = None, parent: str | None = None,
               start_time: int | None = None) -> str:
         """Create a RUNNING run (``start_time`` in ms, default now); return its id."""
-        all_tags = {"bench.kind": kind, "bench.key": key, **environment_tags(), **(tags or {})}
+        all_tags = {Tag.KIND: kind, Tag.KEY: key, **environment_tags(), **(tags or {})}
         if parent:
             all_tags["mlflow.parentRunId"] = parent
         run = self.client.create_run(self.experiment_id, run_name=name, tags=all_tags,
@@ -344,7 +373,7 @@ class Tracker:
 
     def fail(self, run_id: str, reason: str, status: str = FAILED) -> None:
         """Record why a run failed and terminate it."""
-        self.set_tags(run_id, {"bench.failure": reason})
+        self.set_tags(run_id, {Tag.FAILURE: reason})
         self.finish(run_id, status)
 
     def delete_run(self, run_id: str) -> None:

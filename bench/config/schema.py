@@ -13,7 +13,7 @@ from typing import Any, Literal
 from pydantic import Field, field_validator, model_validator
 
 from bench.config.base import COSMETIC, DataRef, Strict, description
-from bench.config.datasets import DATASET_FORMATS, DatasetSpec, SplitSpec, SyntheticSpec
+from bench.config.datasets import DatasetSpec, SplitSpec, SyntheticSpec
 from bench.config.names import DATA_REF_RE, NAME_RE
 from bench.config.protocols import METRICS, ProtocolSpec, TTASpec
 from bench.config.reporting import ContrastSpec, PublishedSpec, ReportSpec
@@ -29,7 +29,7 @@ from bench.config.training import (
 from bench.seeds import SEED_SOURCES
 
 __all__ = [
-    "DATASET_FORMATS", "DATA_REF_RE", "METRICS", "NAME_RE", "SEED_SOURCES", "AugmentSpec",
+    "DATA_REF_RE", "METRICS", "NAME_RE", "SEED_SOURCES", "AugmentSpec",
     "CellRef", "ContrastSpec", "DataRef", "DatasetSpec", "GridSpec", "InitSpec", "LRSearchSpec",
     "OptimizerSpec", "ProtocolSpec", "PublishedSpec", "ReportSpec", "SSLAugmentSpec",
     "ScheduleSpec", "SeedsSpec", "SlurmSpec", "SplitSpec", "StageSpec", "Suite", "SyntheticSpec",

@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -158,14 +159,42 @@ def read_csv_manifest(spec: DatasetSpec, where: str) -> pd.DataFrame:
     return df
 
 
-READERS: dict[str, Callable[[DatasetSpec, str], pd.DataFrame]] = {
-    "isic2019": read_isic2019,
-    "ham10000": read_ham10000,
-    "pad_ufes20": read_pad_ufes20,
-    "image_folder": lambda spec, where: read_image_folder(spec, where, spec.folders),
-    "oral_histopathology": read_oral,
-    "csv": read_csv_manifest,
+class Reader(NamedTuple):
+    """A dataset format: its reader (spec, 'dataset name' for messages) → records with ``id``,
+    ``rel`` (path under the root), ``label`` and ``group``; and the fields it needs."""
+
+    read: Callable[[DatasetSpec, str], pd.DataFrame]
+    needs_labels: bool = False
+    needs_root: bool = True
+
+
+READERS: dict[str, Reader] = {
+    "isic2019": Reader(read_isic2019, needs_labels=True),
+    "ham10000": Reader(read_ham10000, needs_labels=True),
+    "pad_ufes20": Reader(read_pad_ufes20, needs_labels=True),
+    "image_folder": Reader(lambda spec, where: read_image_folder(spec, where, spec.folders)),
+    "oral_histopathology": Reader(read_oral),
+    "csv": Reader(read_csv_manifest, needs_labels=True, needs_root=False),
 }
+"""format → reader (``synthetic`` is generated, not read). A new format: one file with its
+read function, one line here."""
+FORMATS = ("synthetic", *READERS)
+
+
+def format_problems(spec: DatasetSpec) -> list[tuple[str, str]]:
+    """(field, message) for each thing the dataset's format needs and the spec lacks."""
+    if spec.format == "synthetic":
+        return []
+    reader = READERS.get(spec.format)
+    if reader is None:
+        return [("format", f"unknown format {spec.format!r}")]
+    out = []
+    if reader.needs_labels and not spec.labels:
+        out.append(("labels", f"format {spec.format!r} needs 'labels' (its label/metadata "
+                              "file)"))
+    if reader.needs_root and not spec.root:
+        out.append(("root", f"format {spec.format!r} needs 'root' (the image folder)"))
+    return out
 
 
 def read_records(name: str, spec: DatasetSpec, check_files: bool = True) -> pd.DataFrame:
@@ -183,7 +212,7 @@ def read_records(name: str, spec: DatasetSpec, check_files: bool = True) -> pd.D
         df = pd.DataFrame({"id": ids, "label": [names[i] for i in synthetic.labels(syn)],
                            "group": ids, "rel": "", "path": "", "bytes": 0})
     else:
-        df = READERS[spec.format](spec, where)
+        df = READERS[spec.format].read(spec, where)
         root = Path(df.attrs.get("root", spec.root or "."))
         df = df.reset_index(drop=True)
         df["path"] = [str(root / r) for r in df["rel"]]

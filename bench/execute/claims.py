@@ -37,10 +37,19 @@ import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from bench.track import FINISHED, KILLED, RUNNING, RunRecord, Tracker, environment_tags, store_lock
+from bench.track import (
+    FINISHED,
+    KILLED,
+    RUNNING,
+    RunRecord,
+    Tag,
+    Tracker,
+    environment_tags,
+    store_lock,
+)
 
-OWNER_TAG = "bench.owner"
-HEARTBEAT_TAG = "bench.heartbeat"
+OWNER_TAG = Tag.OWNER
+HEARTBEAT_TAG = Tag.HEARTBEAT
 
 _ACTIVE: set[str] = set()  # owner ids of the executors alive in this process
 

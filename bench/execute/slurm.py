@@ -27,7 +27,7 @@ from typing import Any
 from bench.config.schema import SlurmSpec
 from bench.execute.claims import claim_alive
 from bench.plan import Plan, StageNode, Trial
-from bench.track import FINISHED, RUNNING, RunRecord, Tracker
+from bench.track import FINISHED, RUNNING, RunRecord, Tag, Tracker
 
 _CURRENT: list[Any] = []  # the LocalExecutor of a running task (for checkpoint())
 
@@ -66,7 +66,7 @@ def estimate_seconds(records: Sequence[RunRecord], spec: SlurmSpec, plan: Plan) 
             continue
         secs = (r.end_time - r.start_time) / 1000
         if r.kind == "trial":
-            per_cell.setdefault(r.tags.get("bench.cell_key", ""), []).append(secs)
+            per_cell.setdefault(r.tags.get(Tag.CELL_KEY, ""), []).append(secs)
         elif r.kind == "stage":
             stages.append(secs)
     out: dict[str, float] = {}

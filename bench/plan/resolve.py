@@ -1,4 +1,5 @@
-"""The registries' names, checked where a suite is loaded: architectures, methods, parameters.
+"""The registries' names, checked where a suite is loaded: dataset formats, architectures,
+methods and their parameters.
 
 The schema (``bench.config``) knows no registry; the loader asks this resolver, which reads the
 torch-free registries of the layers below the plan (``bench.models.archs``,
@@ -18,6 +19,7 @@ from bench.config.errors import Problem, did_you_mean
 from bench.config.loader import LoadedSuite
 from bench.config.loader import load_suite as _load_suite
 from bench.config.schema import Suite
+from bench.data.readers import FORMATS, format_problems
 from bench.models.archs import ARCHS
 from bench.ssl.methods import METHODS, MethodNotFound, method_params
 
@@ -28,6 +30,11 @@ class RegistryResolver:
     def check(self, suite: Suite) -> list[Problem]:
         """Unknown architectures and methods, and method parameters their model refuses."""
         out: list[Problem] = []
+        for name, ds in suite.datasets.items():
+            for fld, message in format_problems(ds):
+                hint = did_you_mean(ds.format, FORMATS) if fld == "format" else ""
+                out.append(Problem(("datasets", name, fld if fld == "format" else "format"),
+                                   message + hint))
         for name, init in suite.inits.items():
             if init.arch not in ARCHS:
                 out.append(Problem(("inits", name, "arch"), f"unknown architecture "
