@@ -323,9 +323,9 @@ def cmd_data(args: argparse.Namespace) -> int:
         path = write_folder(spec, args.dir)
         print(f"wrote {args.images} images and {path}")
         return EXIT_OK
+    from bench.data.cache import cache_dir
     from bench.data.check import check_data
     from bench.data.store import ImageStore
-    from bench.execute.local import cache_dir
     from bench.plan import build_plan
 
     loaded, output, _ = _load(args)

@@ -42,7 +42,8 @@ from bench.seeds import trial_seeds
 from bench.ssl.methods import resolve_method
 from bench.ssl.pretrain import run_stage
 from bench.train import loop
-from bench.train.trial import augment_for, run_trial
+from bench.train.evaluate import augment_for
+from bench.train.trial import run_trial
 
 
 def _sync(device: torch.device) -> None:

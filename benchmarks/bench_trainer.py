@@ -27,8 +27,9 @@ from bench.data.loader import ImageSet
 from bench.models.heads import Classifier, init_linear
 from bench.models.registry import seeded_backbone
 from bench.seeds import generator, trial_seeds
+from bench.train.evaluate import augment_for
 from bench.train.optim import make_optimizer, make_scheduler, param_groups
-from bench.train.trial import augment_for, run_trial
+from bench.train.trial import run_trial
 
 ARCH, SIZE, N_TRAIN, N_TEST, EPOCHS, BATCH, LR, REPEATS = "resnet18", 64, 512, 128, 2, 32, 1e-3, 3
 

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 from conftest import TINY_SUITE
 
-from bench.execute.local import search_key
+from bench.execute.scheduler import search_key
 from bench.plan import build_plan, load_suite
 from bench.results import load_results
 from bench.track import FINISHED, Tracker, default_tracking_uri

@@ -11,9 +11,9 @@ import torch
 from bench.config.protocols import ProtocolBase, parse_protocol
 from bench.data.loader import ImageSet
 from bench.models.registry import seeded_backbone
+from bench.protocols import protocol_for
 from bench.seeds import trial_seeds
 from bench.train.probe_bank import bank_eligible, run_probe_bank
-from bench.train.trial import run_trial
 
 CPU = torch.device("cpu")
 CLASSES = ["a", "b", "c"]
@@ -44,8 +44,8 @@ def test_headbank_equals_separate_runs(kw: dict) -> None:
     bank = run_probe_bank(seeded_backbone("tiny_resnet_w8", 0), proto, train, test, CLASSES,
                           seeds, CPU, 0.01)
     for s, b in zip(seeds, bank, strict=True):
-        single = run_trial(seeded_backbone("tiny_resnet_w8", 0), proto, train, test, CLASSES, s,
-                           CPU)
+        single, = protocol_for("linear_probe").run(seeded_backbone("tiny_resnet_w8", 0), proto,
+                                                   train, test, CLASSES, [s], CPU, None)
         assert np.abs(single.head - b.head).max() < 1e-5
         assert single.metrics == b.metrics
         assert np.abs(single.probs - b.probs).max() < 1e-5

@@ -288,7 +288,7 @@ def test_worker_environments_pin_one_gpu_each_or_share_the_cores(monkeypatch) ->
 
 
 def test_store_view_refreshes_incrementally_and_equals_a_full_read(tiny_suite: Path) -> None:
-    from bench.execute.local import StoreView
+    from bench.execute.store import StoreView
 
     tracker = _tracker(tiny_suite)
     owner = claims.new_owner()

@@ -66,7 +66,7 @@ def test_linear_probe_leaves_the_encoder_unchanged() -> None:
 def test_tta_averages_k_passes() -> None:
     from bench.models.heads import Classifier
     from bench.seeds import generator
-    from bench.train.trial import augment_for, predict
+    from bench.train.evaluate import augment_for, predict
 
     _, test = _sets()
     model = Classifier(seeded_backbone("tiny_resnet_w8", 0), torch.nn.Linear(64, 3)).eval()

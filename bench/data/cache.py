@@ -150,3 +150,9 @@ class DecodedCache:
         tmp_meta = self.folder / f"{key}.json.{os.getpid()}.tmp"
         tmp_meta.write_text(json.dumps(meta))
         os.replace(tmp_meta, self.folder / f"{key}.json")
+
+
+def cache_dir(output: Path) -> Path:
+    """The decoded cache folder: ``$BENCH_CACHE`` or ``<output>/cache``."""
+    env = os.environ.get("BENCH_CACHE")
+    return Path(env) if env else output / "cache"

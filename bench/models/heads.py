@@ -25,6 +25,27 @@ class Normalize(nn.Module):
         return (x - self.mean) / self.std if self.enabled else x
 
 
+class NormalizedEncoder(nn.Module):
+    """normalise → backbone: what a pre-training method sees as its encoder, (B, 3, H, W) →
+    (B, feature_dim). A method that copies it (BYOL's target) copies the normalisation too.
+    :meth:`use_fast` routes the forward through a compiled view of the same backbone."""
+
+    def __init__(self, backbone: nn.Module, norm: Normalize):
+        super().__init__()
+        self.backbone = backbone
+        self.norm = norm
+        self.feature_dim = backbone.feature_dim
+        self._fast: list = []  # a plain list: the compiled view is not a submodule
+
+    def use_fast(self, forward) -> None:
+        """Run the backbone through ``forward`` (e.g. ``torch.compile(backbone)``)."""
+        self._fast[:] = [] if forward is self.backbone else [forward]
+
+    def forward(self, x: Tensor) -> Tensor:
+        backbone = self._fast[0] if self._fast else self.backbone
+        return backbone(self.norm(x))
+
+
 class Classifier(nn.Module):
     """normalise → backbone → linear head: (B, 3, H, W) → (B, n_classes) logits."""
 

@@ -20,7 +20,7 @@ from torch import Tensor, nn
 from bench.config.schema import StageSpec
 from bench.data.augment import TrainAugment
 from bench.data.loader import ImageSet, batches, n_batches
-from bench.models.heads import Normalize
+from bench.models.heads import Normalize, NormalizedEncoder
 from bench.models.registry import frozen_modes, set_trainable
 from bench.seeds import derive_seed, generator
 from bench.ssl.augment import SSLViews, ViewSpec
@@ -72,18 +72,15 @@ def run_stage(
     with torch.random.fork_rng(devices=[]):  # the projector/head init depends on the seed only
         torch.manual_seed(derive_seed(spec.seed, "method"))
         method = method_cls(backbone.feature_dim, params, n_classes)
-    norm = Normalize(spec.normalize)
+    encoder = NormalizedEncoder(backbone, Normalize(spec.normalize))
     steps_per_epoch = n_batches(len(data), spec.batch_size, True)
-    method.bind(backbone, steps_per_epoch * (spec.warmup_epochs + spec.epochs))
-    backbone, method, norm = (prepare(m, device) for m in (backbone, method, norm))
+    method.bind(encoder, steps_per_epoch * (spec.warmup_epochs + spec.epochs))
+    encoder, method = prepare(encoder, device), prepare(method, device)
+    backbone = encoder.backbone
     views_fn = build_views(spec, method_cls.views)
     order_gen = generator(derive_seed(spec.seed, "order"))
     aug_gen = generator(derive_seed(spec.seed, "augment"))
-
-    backbone_fwd = maybe_compile(backbone, device)
-
-    def encoder(x: Tensor) -> Tensor:
-        return backbone_fwd(norm(x))
+    encoder.use_fast(maybe_compile(backbone, device))
 
     def loss_fn(x: Tensor, y: Tensor | None) -> Tensor:
         views = list(views_fn(x, aug_gen))
@@ -139,7 +136,7 @@ def run_stage(
                 sched.load_state_dict(state["sched"])
         assert opt is not None
         loss = run_epoch(loss_fn, opt, None if warm else sched, epoch_iter(),
-                         f" (stage epoch {epoch})", lambda: method.after_step(backbone))
+                         f" (stage epoch {epoch})", lambda: method.after_step(encoder))
         summary["final_loss"] = loss
         if checkpoint is not None:
             _save(checkpoint, {

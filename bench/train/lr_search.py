@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from bench.config.schema import ProtocolSpec
+from bench.config.schema import LRSearchSpec, ProtocolSpec
 from bench.data.loader import ImageSet
 
 
@@ -28,6 +28,17 @@ class SearchResult:
 
     lr: float
     trials: list[tuple[int, float, float | None, str]]
+
+
+def resolve_lr(search: LRSearchSpec, cell_lr: float | None) -> float | str:
+    """The one rule for a trial's peak lr: the cell's searched lr when it has one; else the
+    fixed ``lr``; else the search that runs for this trial (``"lr_finder"``: inside the
+    trial's training, ``"optuna"``: a study before it)."""
+    if cell_lr is not None:
+        return cell_lr
+    if search.method == "fixed":
+        return search.lr
+    return search.method
 
 
 def validation_split(train: ImageSet, fraction: float, seed: int) -> tuple[ImageSet, ImageSet]:

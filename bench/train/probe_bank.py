@@ -15,21 +15,21 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from bench.config.schema import ProtocolSpec
+from bench.config.protocols import ProtocolBase
 from bench.data.loader import ImageSet, balanced_weights, batches, n_batches
 from bench.models.heads import HeadBank, Normalize
 from bench.models.registry import frozen_modes, set_trainable
 from bench.seeds import generator
+from bench.train.evaluate import EpochHook, TrialResult, augment_for, tta_probs
 from bench.train.loop import autocast, prepare, run_epoch, state_digest
 from bench.train.metrics import compute_metrics
 from bench.train.optim import make_optimizer, make_scheduler, param_groups
-from bench.train.trial import EpochHook, TrialResult, augment_for, tta_probs
 
 
-def bank_eligible(protocol: ProtocolSpec, vary: list[str]) -> bool:
+def bank_eligible(protocol: ProtocolBase, vary: list[str]) -> bool:
     """Whether a cell's trials can share one encoder forward (exactly equal to separate runs)."""
     lr_ok = protocol.lr_search.method == "fixed" or protocol.lr_search.per == "cell"
-    return (protocol.kind == "linear_probe" and not protocol.train_bn and lr_ok
+    return (not protocol.trains_encoder and not protocol.train_bn and lr_ok
             and set(vary) <= {"head"})
 
 
@@ -41,7 +41,7 @@ def _features(encoder, data: ImageSet, device: torch.device, bs: int) -> Tensor:
 
 def run_probe_bank(
     backbone: torch.nn.Module,
-    protocol: ProtocolSpec,
+    protocol: ProtocolBase,
     train: ImageSet,
     test: ImageSet,
     class_names: list[str],
@@ -133,7 +133,7 @@ def _feature_batches(data: ImageSet, bs: int, gen: torch.Generator, weights: Ten
         yield data.images[idx], data.labels[idx]
 
 
-def _predict(encode, bank: HeadBank, data: ImageSet, protocol: ProtocolSpec, aug,
+def _predict(encode, bank: HeadBank, data: ImageSet, protocol: ProtocolBase, aug,
              tta_gen: torch.Generator, device: torch.device) -> list[np.ndarray]:
     """(S,) list of (N, C) probabilities, TTA as in :func:`bench.train.trial.predict`."""
     bank.eval()

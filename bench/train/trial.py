@@ -9,64 +9,26 @@ frozen, unless ``train_bn``) and is checked unchanged afterwards.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass, field
-
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from bench.config.schema import ProtocolSpec
-from bench.data.augment import TrainAugment
+from bench.config.protocols import ProtocolBase
 from bench.data.loader import ImageSet, balanced_weights, batches, n_batches
 from bench.models.heads import Classifier, init_linear
 from bench.models.registry import frozen_modes, set_trainable
 from bench.seeds import generator
+from bench.train.evaluate import AfterEpoch, EpochHook, TrialResult, augment_for, predict
 from bench.train.loop import autocast, maybe_compile, prepare, run_epoch, state_digest
 from bench.train.lr_finder import lr_find
 from bench.train.metrics import compute_metrics
 from bench.train.optim import make_optimizer, make_scheduler, param_groups
 
-EpochHook = Callable[[str, int, float], None]
-Predictor = Callable[[ImageSet], np.ndarray]
-AfterEpoch = Callable[[int, Predictor], None]
-
-
-@dataclass
-class TrialResult:
-    """What a trial produced.
-
-    Attributes:
-        metrics: test metrics (``accuracy``, ``f1_weighted``, …, per-class ``f1_<class>``).
-        probs: (N_test, C) float32 predicted probabilities.
-        labels: (N_test,) int64 true labels.
-        max_lr: the peak lr used.
-        history: per-epoch mean train loss, in order.
-        lr_curve: (lrs, losses) of the LR finder, when it ran.
-    """
-
-    metrics: dict[str, float]
-    probs: np.ndarray
-    labels: np.ndarray
-    max_lr: float
-    history: list[float] = field(default_factory=list)
-    lr_curve: tuple[list[float], list[float]] | None = None
-    head: np.ndarray | None = None
-    """(C, D + 1) final head weight with the bias as last column."""
-
-
-def augment_for(p: ProtocolSpec) -> TrainAugment:
-    """The protocol's train augmentation (also used by TTA)."""
-    a = p.augment
-    return TrainAugment(size=p.image_size, crop_scale=tuple(a.crop_scale),
-                        crop_ratio=tuple(a.crop_ratio), flip_p=a.flip_p, rotate_p=a.rotate_p,
-                        rotate_deg=a.rotate_deg)
-
 
 def run_trial(
     backbone: nn.Module,
-    protocol: ProtocolSpec,
+    protocol: ProtocolBase,
     train: ImageSet,
     test: ImageSet,
     class_names: list[str],
@@ -82,16 +44,12 @@ def run_trial(
     ``train``/``test`` hold uint8 images already at ``protocol.image_size``. ``max_lr`` (e.g. a
     cell-level search result) replaces the protocol's search; ``after_epoch(epoch, predict)``
     runs after every 1cycle epoch with a function that predicts any image set (clean pass);
-    ``search_only`` stops once the max lr is known (no test data is read).
+    ``search_only`` stops once the max lr is known (no test data is read). Cached features
+    are the linear probe's own path (:mod:`bench.protocols.linear_probe`).
     """
     if protocol.cache_features and not search_only and after_epoch is None:
-        from bench.train.probe_bank import run_probe_bank
-
-        lr = max_lr if max_lr is not None else protocol.lr_search.lr
-        if protocol.lr_search.method == "lr_finder" and max_lr is None:
-            raise ValueError("cache_features with lr_finder needs a cell-level lr (per: cell)")
-        return run_probe_bank(backbone, protocol, train, test, class_names, [seeds], device,
-                              lr, on_epoch)[0]
+        raise ValueError("cache_features trains through the linear probe's HeadBank "
+                         "(bench.protocols.linear_probe), not a plain trial")
     n_classes = len(class_names)
     head = nn.Linear(backbone.feature_dim, n_classes)
     init_linear(head, generator(seeds["head"]))
@@ -100,7 +58,7 @@ def run_trial(
     aug = augment_for(protocol)
     order_gen, aug_gen = generator(seeds["order"]), generator(seeds["augment"])
     bs = protocol.batch_size
-    probe = protocol.kind == "linear_probe"
+    probe = not protocol.trains_encoder
     history: list[float] = []
 
     def loss_fn(x: Tensor, y: Tensor | None) -> Tensor:
@@ -177,40 +135,3 @@ def _search_lr(protocol, modules, opt, loss_fn, epoch_iter):
         raise ValueError("an optuna search runs before the trial; pass its max_lr")
     res = lr_find(modules, opt, loss_fn, epoch_iter, s.start_lr, s.end_lr, s.num_it, s.suggestion)
     return res.suggestion, (res.lrs, res.losses)
-
-
-@torch.no_grad()
-def tta_probs(
-    forward: Callable[[Tensor], Tensor],
-    data: ImageSet,
-    protocol: ProtocolSpec,
-    aug: TrainAugment,
-    tta_gen: torch.Generator,
-    device: torch.device,
-) -> Tensor:
-    """Probabilities (..., N, C) on the CPU: the mean of ``tta.passes`` softmaxes of
-    ``forward`` (logits (..., B, C)) over train-augmented batches, or one clean pass."""
-    passes = protocol.tta.passes if protocol.tta.mode == "augment" else 1
-    out = []
-    for x, _ in batches(data, max(protocol.batch_size, 256), device, None, drop_last=False):
-        acc = None
-        for _ in range(passes):
-            xi = aug(x, tta_gen) if protocol.tta.mode == "augment" else x
-            with autocast(device):
-                p = torch.softmax(forward(xi).float(), dim=-1)
-            acc = p if acc is None else acc + p
-        out.append((acc / passes).cpu())
-    return torch.cat(out, dim=-2)
-
-
-def predict(
-    model: nn.Module,
-    data: ImageSet,
-    protocol: ProtocolSpec,
-    aug: TrainAugment,
-    tta_gen: torch.Generator,
-    device: torch.device,
-) -> np.ndarray:
-    """(N, C) float32 probabilities of a classifier (see :func:`tta_probs`)."""
-    model.eval()
-    return tta_probs(model, data, protocol, aug, tta_gen, device).numpy().astype(np.float32)

@@ -54,7 +54,9 @@ class Method(nn.Module):
         self.n_classes = n_classes
 
     def loss(self, encoder: nn.Module, views: list[Tensor], labels: Tensor | None) -> Tensor:
-        """Scalar loss of a batch. ``views``: list of (B, 3, H, W) tensors."""
+        """Scalar loss of a batch. ``encoder``: an ``nn.Module`` (the input normalisation
+        included, see :class:`bench.models.heads.NormalizedEncoder`), (B, 3, H, W) →
+        (B, feature_dim); ``views``: list of (B, 3, H, W) tensors in [0, 1]."""
         raise NotImplementedError
 
     def extra_loss(self) -> Tensor:

@@ -58,7 +58,9 @@ class BYOL(Method):
         x = torch.cat(views[:2])
         q1, q2 = self.predictor(self.projector(encoder(x))).float().chunk(2)
         with torch.no_grad():
-            self.target_encoder.train(encoder.training)
+            for online, target in zip(encoder.modules(), self.target_encoder.modules(),
+                                      strict=True):
+                target.training = online.training  # frozen layers stay frozen in the target
             z1, z2 = self.target_projector(self.target_encoder(x)).float().chunk(2)
         return byol_loss(q1, z2) + byol_loss(q2, z1)
 

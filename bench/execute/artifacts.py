@@ -1,0 +1,143 @@
+"""What units leave behind and start from: encoders, predictions, LR curves, provenance tags.
+
+Encoders are written to ``<output>/encoders/<key>.pt`` (atomically) and uploaded as the stage
+run's ``encoder.pt``; a trial uploads ``predictions.npz`` (float16 probabilities, predictions,
+labels, class names, case and group ids in the order the test images were served) and
+``confusion.json``. Every run is tagged with the manifests of the data it reads and the lineage of
+the encoder it starts from (root weights fingerprint, encoder key and sha256).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from bench.config.names import parse_ref
+from bench.plan import Plan, Trial
+from bench.track import FINISHED, Tag, Tracker
+from bench.train.evaluate import TrialResult
+
+
+class Artifacts:
+    """Reads and writes one suite's artifacts through its tracker."""
+
+    def __init__(self, plan: Plan, tracker: Tracker, output: Path):
+        self.plan = plan
+        self.tracker = tracker
+        self.output = output
+        # scratch files on their way into the store; removed with this object (or at exit)
+        self._scratch = tempfile.TemporaryDirectory(prefix="bench-")
+        self.tmp = Path(self._scratch.name)
+        self._manifest_tags: dict[str, str] = {}
+        self._encoder_sha: dict[str, str] = {}
+        reason = plan.suite.allow_leakage
+        self._common_tags = {Tag.ALLOW_LEAKAGE: reason} if reason else {}
+
+    # ------------------------------------------------------------------ tags
+    def manifest_tag(self, ref: str) -> dict[str, str]:
+        """Write the part's manifest; return a tag with its sha256 (and the common tags)."""
+        from bench.manifest import split_hash
+
+        ds_name, part = parse_ref(ref)
+        if ref not in self._manifest_tags:
+            ds = self.plan.datasets[ds_name]
+            ds.write_manifest(part, self.output / "manifests")
+            self._manifest_tags[ref] = ds.manifest_hash(part)
+            self._manifest_tags[f"split:{ds_name}"] = split_hash(ds)
+        return {Tag.MANIFEST_PREFIX + ref: self._manifest_tags[ref],
+                Tag.SPLIT_PREFIX + ds_name: self._manifest_tags[f"split:{ds_name}"],
+                **self._common_tags}
+
+    def lineage_tags(self, init: str, encoder_key: str | None) -> dict[str, str]:
+        """Weights fingerprint of the root init and sha256 of the encoder a run starts from."""
+        from bench.models.weights import sha256_file
+
+        node = self.plan.inits[init]
+        tags = {Tag.INIT_KEY: node.key, Tag.WEIGHTS: node.fingerprint}
+        if encoder_key is not None:
+            path = self.output / "encoders" / f"{encoder_key}.pt"
+            if path.exists():
+                if encoder_key not in self._encoder_sha:
+                    self._encoder_sha[encoder_key] = sha256_file(path)
+                tags[Tag.ENCODER_SHA] = self._encoder_sha[encoder_key]
+                tags[Tag.ENCODER_KEY] = encoder_key
+        return tags
+
+    # ------------------------------------------------------------------ encoders
+    def encoder(self, key: str) -> torch.nn.Module:
+        """Backbone for an init key or a finished stage key."""
+        from bench.models.registry import seeded_backbone
+        from bench.models.weights import build_init, load_into
+
+        plan = self.plan
+        for name, node in plan.inits.items():
+            if node.key == key:
+                spec = plan.suite.inits[name]
+                return build_init(spec.arch, spec.weights, spec.seed)
+        stage = plan.stage(key)
+        root = plan.suite.inits[stage.init]
+        backbone = seeded_backbone(root.arch, root.seed)
+        local = self.output / "encoders" / f"{key}.pt"
+        if not local.exists():
+            rec = self.tracker.status_by_key("stage").get(key)
+            if rec is None or rec.status != FINISHED:
+                raise RuntimeError(f"stage {stage.display} has not finished; cannot evaluate it")
+            local = self.tracker.artifact_path(rec.run_id, "encoder.pt", self.tmp / key)
+        load_into(backbone, torch.load(local, map_location="cpu", weights_only=True),
+                  f"of stage {stage.display}")
+        return backbone
+
+    def save_encoder(self, key: str, backbone: torch.nn.Module, run_id: str) -> None:
+        """Write the encoder (atomically), tag its sha256 and upload it as ``encoder.pt``."""
+        enc_dir = self.output / "encoders"
+        enc_dir.mkdir(parents=True, exist_ok=True)
+        path = enc_dir / f"{key}.pt"
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        torch.save(backbone.state_dict(), tmp)
+        os.replace(tmp, path)
+        encoder_bytes = path.read_bytes()
+        self._encoder_sha[key] = hashlib.sha256(encoder_bytes).hexdigest()
+        self.tracker.set_tags(run_id, {Tag.ENCODER_SHA: self._encoder_sha[key]})
+        upload = self.tmp / key / "encoder.pt"
+        upload.parent.mkdir(parents=True, exist_ok=True)
+        upload.write_bytes(encoder_bytes)
+        self.tracker.log_artifact(run_id, upload)
+
+    # ------------------------------------------------------------------ trials
+    def log_curve(self, run_id: str, curve: tuple[list[float], list[float]]) -> None:
+        """The LR finder's (lr, loss) curve as two stepped metrics."""
+        for i, (lr, loss) in enumerate(zip(*curve, strict=True)):
+            self.tracker.log_metrics(run_id, {"lr_finder_lr": lr, "lr_finder_loss": loss}, i)
+
+    def log_trial(self, trial: Trial, run_id: str, result: TrialResult,
+                  classes: list[str]) -> None:
+        """A trial's test metrics, its loss history, LR curve, predictions and confusion."""
+        metrics = {f"test_{k}": v for k, v in result.metrics.items()
+                   if not isinstance(v, list)}
+        metrics["max_lr"] = result.max_lr
+        self.tracker.log_metrics(run_id, metrics)
+        for i, loss in enumerate(result.history):
+            self.tracker.log_metrics(run_id, {"train_loss": loss}, step=i)
+        if result.lr_curve is not None:
+            self.log_curve(run_id, result.lr_curve)
+        folder = self.tmp / trial.key
+        folder.mkdir(parents=True, exist_ok=True)
+        pred = folder / "predictions.npz"
+        ds_name, part = parse_ref(trial.cell.spec.test)
+        cases = self.plan.datasets[ds_name].part(part)  # the order the test images were served
+        np.savez_compressed(pred, probs=result.probs.astype(np.float16),
+                            pred=result.probs.argmax(1), labels=result.labels,
+                            classes=np.array(classes),
+                            ids=np.array(cases["id"].astype(str).tolist()),
+                            groups=np.array(cases["group"].astype(str).tolist()))
+        self.tracker.log_artifact(run_id, pred)
+        confusion = folder / "confusion.json"
+        confusion.write_text(json.dumps({"classes": classes,
+                                         "matrix": result.metrics.get("confusion", [])}))
+        self.tracker.log_artifact(run_id, confusion)

@@ -1,0 +1,330 @@
+"""Unit runners: claim a unit, run it, record what happened — a stage, a cell's lr search, or
+some trials of one cell (one protocol call).
+
+Each runner does its work inside :meth:`UnitRunner.recorded`, the one place that turns an
+outcome into run states: Ctrl-C (or a stop request) ends the held runs KILLED and re-raises; any
+other exception ends them FAILED with its reason (a CUDA out-of-memory gets a hint). A trial's
+learning rate is decided in one place, :func:`bench.train.lr_search.resolve_lr`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import torch
+
+from bench.config.names import parse_ref
+from bench.data.store import ImageStore
+from bench.execute.artifacts import Artifacts
+from bench.execute.claims import ClaimRequest, Heartbeat, claim_many
+from bench.execute.scheduler import RunSummary, search_key
+from bench.plan import Cell, Plan, StageNode, Trial, key_view
+from bench.progress import Progress
+from bench.protocols import protocol_for
+from bench.seeds import trial_seeds
+from bench.track import FAILED, FINISHED, KILLED, Tag, Tracker, flatten
+from bench.train.lr_search import resolve_lr
+
+OOM_HINT = ("out of GPU memory: lower the batch_size or image_size of this stage/protocol, "
+            "or run fewer workers per GPU")
+INTERRUPTED = "interrupted by the user"
+
+
+class StopRequested(Exception):
+    """Ctrl-C asked the run to stop at the next safe point (after a checkpoint or a trial)."""
+
+
+def failure_reason(exc: BaseException) -> str:
+    """The text recorded for a failed unit (with a hint for CUDA out-of-memory)."""
+    text = f"{type(exc).__name__}: {exc}"
+    if isinstance(exc, torch.OutOfMemoryError) or "out of memory" in str(exc).lower():
+        return f"{text.splitlines()[0]} — {OOM_HINT}"
+    return text
+
+
+class UnitRunner:
+    """Runs units for one worker (``owner``) against one tracker."""
+
+    def __init__(self, plan: Plan, tracker: Tracker, output: Path, images: ImageStore,
+                 device: torch.device, progress: Progress, owner: str,
+                 stop: Callable[[], bool]):
+        self.plan = plan
+        self.tracker = tracker
+        self.output = output
+        self.images = images
+        self.device = device
+        self.progress = progress
+        self.say = progress.say
+        self.owner = owner
+        self.stop = stop
+        self.artifacts = Artifacts(plan, tracker, output)
+        self.heartbeat: Heartbeat | None = None
+        self.counter = 0
+        self.total = 0
+        self._context: tuple[str, torch.nn.Module, dict] | None = None
+        self._cell_runs: dict[str, str] = {}
+
+    # ------------------------------------------------------------------ run states
+    def step(self) -> str:
+        """Advance the progress count; ``[i/n]``."""
+        self.counter += 1
+        self.progress.advance()
+        return f"[{self.counter}/{self.total}]"
+
+    def _claim(self, units: list[tuple[ClaimRequest, dict[str, str]]]) -> list[str | None]:
+        """Claim units together (one lock or one fence wait); hold and label the won ones."""
+        run_ids = claim_many(self.tracker, self.owner, [u for u, _ in units])
+        for run_id, (_, params) in zip(run_ids, units, strict=True):
+            if run_id is not None:
+                if self.heartbeat is not None:
+                    self.heartbeat.hold(run_id)
+                if params:
+                    self.tracker.log_params(run_id, params)
+        return run_ids
+
+    def end(self, run_id: str, status: str = FINISHED, reason: str | None = None) -> None:
+        """End a held run (released from the heartbeat first)."""
+        if self.heartbeat is not None:
+            self.heartbeat.release(run_id)
+        if reason is None:
+            self.tracker.finish(run_id, status)
+        else:
+            self.tracker.fail(run_id, reason, status)
+
+    @contextlib.contextmanager
+    def recorded(self, run_ids: list[str], on_fail: Callable[[str], None] | None = None,
+                 killed: str = INTERRUPTED) -> Iterator[None]:
+        """Run a unit's body: interrupted → its runs KILLED (re-raised); failed → FAILED with
+        the reason, then ``on_fail(reason)``, or re-raised when there is no ``on_fail``."""
+        try:
+            yield
+        except (KeyboardInterrupt, StopRequested):
+            for run_id in run_ids:
+                self.end(run_id, KILLED, killed)
+            raise
+        except Exception as exc:
+            reason = failure_reason(exc)
+            for run_id in run_ids:
+                self.end(run_id, FAILED, reason)
+            if on_fail is None:
+                raise
+            on_fail(reason)
+
+    def _epoch_hook(self, run_id: str, label: str, total: int, phases: bool = False):
+        """Per epoch: log the loss, show progress (with the phase when ``phases``), and stop
+        here when a stop was requested."""
+        done = [0]
+
+        def on_epoch(phase: str, epoch: int, loss: float) -> None:
+            self.tracker.log_metrics(run_id, {f"{phase}_loss": loss}, step=epoch)
+            done[0] += 1
+            self.progress.epoch(f"{label} ({phase})" if phases else label, done[0], total, loss)
+            if self.stop():
+                raise StopRequested
+
+        return on_epoch
+
+    # ------------------------------------------------------------------ stages
+    def run_stage(self, node: StageNode) -> bool:
+        """Claim and train one stage, logging its encoder as the artifact ``encoder.pt``.
+        Returns False when another process holds or has finished it."""
+        from bench.ssl.methods import resolve_method
+        from bench.ssl.pretrain import run_stage
+
+        spec = node.spec
+        method_cls = resolve_method(spec.method)
+        tags = {Tag.STAGE: node.name, Tag.CHAIN: node.label, Tag.PARENT_KEY: node.parent_key,
+                Tag.DATA_HASH: node.data_hash, Tag.DEVICE: str(self.device)}
+        for ref in spec.data:
+            tags.update(self.artifacts.manifest_tag(ref))
+        tags.update(self.artifacts.lineage_tags(node.init, None))
+        if node.replicate:
+            tags[Tag.REPLICATE] = node.replicate
+        (run_id,) = self._claim([(ClaimRequest("stage", node.key, node.display, tags),
+                                  flatten(key_view(spec), "stage."))])
+        if run_id is None:
+            return False
+        self.say(f"{self.step()} stage {node.display} ({spec.method})")
+        n_epochs = spec.warmup_epochs + spec.epochs
+        self.progress.unit(f"stage {node.display}", n_epochs)
+        with self.recorded([run_id], killed=f"{INTERRUPTED} (resumes from its last epoch "
+                                            "checkpoint)"):
+            classes = self.plan.datasets[parse_ref(spec.data[0])[0]].classes
+            data = self.images.union(spec.data, spec.repeat, spec.image_size,
+                                     labelled=method_cls.needs_labels)
+            backbone = self.artifacts.encoder(node.parent_key)
+            ckpt = self.output / "checkpoints" / f"{node.key}.pt"
+            hook = self._epoch_hook(run_id, f"stage {node.display}", n_epochs, phases=True)
+            backbone, summary = run_stage(backbone, spec, method_cls, data,
+                                          len(classes) if method_cls.needs_labels else None,
+                                          self.device, ckpt, hook)
+            self.artifacts.save_encoder(node.key, backbone, run_id)
+            self.tracker.log_metrics(run_id, summary)
+            self.end(run_id)
+            ckpt.unlink(missing_ok=True)
+        return True
+
+    # ------------------------------------------------------------------ cells
+    def cell_run(self, cell: Cell) -> str:
+        """The cell's parent run: the oldest existing one, else a new one (created once even
+        when several workers race: the later ones delete theirs)."""
+        if cell.key in self._cell_runs:
+            return self._cell_runs[cell.key]
+        existing = [r for r in self.tracker.runs_for_key(cell.key) if r.kind == "cell"]
+        if existing:
+            self._cell_runs[cell.key] = existing[0].run_id
+            return existing[0].run_id
+        tags = {Tag.CELL: cell.name, Tag.INIT: cell.init, Tag.CHAIN: "+".join(cell.chain),
+                Tag.PROTOCOL: cell.protocol, Tag.ENCODER_KEY: cell.encoder_key}
+        if cell.replicate:
+            tags[Tag.REPLICATE] = cell.replicate
+        for ref in (cell.spec.train, cell.spec.test):
+            tags.update(self.artifacts.manifest_tag(ref))
+        run_id = self.tracker.start("cell", cell.key, cell.display,
+                                    flatten(key_view(cell.spec), "protocol."), tags)
+        first = next(r for r in self.tracker.runs_for_key(cell.key) if r.kind == "cell")
+        if first.run_id != run_id:
+            self.tracker.delete_run(run_id)
+        self._cell_runs[cell.key] = first.run_id
+        return first.run_id
+
+    def cell_context(self, cell: Cell) -> tuple[torch.nn.Module, dict]:
+        """The cell's encoder and a copy of its weights (kept while the worker stays on it)."""
+        if self._context is None or self._context[0] != cell.encoder_key:
+            backbone0 = self.artifacts.encoder(cell.encoder_key)
+            state = {k: v.clone() for k, v in backbone0.state_dict().items()}
+            self._context = (cell.encoder_key, backbone0, state)
+        return self._context[1], self._context[2]
+
+    def search(self, cell: Cell, seeds: dict[str, int], study: str, run_id: str) -> float:
+        """The max lr of a cell (or of one trial) with the protocol's lr_finder or optuna."""
+        from bench.train.lr_search import optuna_search
+        from bench.train.trial import run_trial
+
+        spec = cell.spec
+        train = self.images.get(spec.train, spec.image_size)
+        classes = self.plan.datasets[parse_ref(spec.train)[0]].classes
+        backbone0, state = self.cell_context(cell)
+
+        def fresh() -> torch.nn.Module:
+            backbone0.load_state_dict(state)
+            return backbone0
+
+        if spec.lr_search.method == "lr_finder":
+            res = run_trial(fresh(), spec, train, None, classes, seeds, self.device,
+                            search_only=True)
+            if res.lr_curve is not None:
+                self.artifacts.log_curve(run_id, res.lr_curve)
+            return res.max_lr
+
+        def log(number: int, lr: float, value: float | None) -> None:
+            metrics = {"optuna_lr": lr}
+            if value is not None:
+                metrics["optuna_val_accuracy"] = value
+            self.tracker.log_metrics(run_id, metrics, step=number)
+
+        self.say(f"  {cell.display}: optuna search of the max lr ({spec.lr_search.n_trials} "
+                 f"candidates, validation split of the training part)")
+        return optuna_search(spec, fresh, train, classes, seeds, self.device,
+                             self.output / "optuna", study, log).lr
+
+    def run_search(self, cell: Cell) -> bool:
+        """Claim and run a cell's lr search; log ``cell_max_lr`` on it and on the cell run."""
+        parent = self.cell_run(cell)
+        (run_id,) = self._claim([(ClaimRequest(
+            "search", search_key(cell), f"{cell.display} lr search",
+            {Tag.CELL: cell.name, Tag.CELL_KEY: cell.key}, parent), {})])
+        if run_id is None:
+            return False
+        self.progress.unit(f"{cell.display} lr search", 1)
+        failed: list[str] = []
+        with self.recorded([run_id], on_fail=failed.append):
+            sd = self.plan.suite.seeds
+            lr = self.search(cell, trial_seeds(sd.base, sd.base, []), f"cell-{cell.key[:16]}",
+                             run_id)
+            self.tracker.log_metrics(run_id, {"cell_max_lr": lr})
+            self.tracker.log_metrics(parent, {"cell_max_lr": lr})
+            self.end(run_id)
+        if failed:
+            self.say(f"  {cell.display}: lr search FAILED {failed[0]}")
+        else:
+            self.say(f"  {cell.display}: max lr {lr:.3g} (searched once for the cell)")
+        return True
+
+    # ------------------------------------------------------------------ trials
+    def _trial_claim(self, trial: Trial, parent: str) -> tuple[ClaimRequest, dict[str, str]]:
+        """A trial's claim (tags: cell, seeds, data manifests, lineage) and its params."""
+        cell, spec = trial.cell, trial.cell.spec
+        tags = {Tag.CELL: cell.name, Tag.SEED: str(trial.seed), Tag.DEVICE: str(self.device),
+                Tag.CELL_KEY: cell.key}
+        tags.update({f"{Tag.SEED_PREFIX}{k}": str(v) for k, v in trial.seeds.items()})
+        if cell.replicate:
+            tags[Tag.REPLICATE] = cell.replicate
+        for ref in (spec.train, spec.test):
+            tags.update(self.artifacts.manifest_tag(ref))
+        tags.update(self.artifacts.lineage_tags(cell.init, cell.stage_key))
+        params = {"cell": cell.name, "seed": str(trial.seed),
+                  **flatten(key_view(spec), "protocol.")}
+        name = f"{cell.display} seed={trial.seed}"
+        return ClaimRequest("trial", trial.key, name, tags, parent), params
+
+    def run_trials(self, cell: Cell, todo: list[Trial], cell_lr: float | None,
+                   summary: RunSummary) -> bool:
+        """Claim and run some of a cell's pending trials (all of them in one protocol call
+        when the protocol trains them together exactly as alone, else the first). Returns
+        False when every one was taken by another process."""
+        spec = cell.spec
+        protocol = protocol_for(spec.kind)
+        classes = self.plan.datasets[parse_ref(spec.train)[0]].classes
+        parent = self.cell_run(cell)
+        if not (len(todo) > 1 and protocol.bankable(spec, self.plan.suite.seeds.vary)):
+            todo = todo[:1]
+        run_ids = self._claim([self._trial_claim(t, parent) for t in todo])
+        claimed = [(t, r) for t, r in zip(todo, run_ids, strict=True) if r is not None]
+        if not claimed:
+            return False
+        ids = [r for _, r in claimed]
+
+        def failed(reason: str) -> None:
+            for t, _ in claimed:
+                self._report(t, None, reason, summary)
+
+        label = (f"{cell.display} HeadBank ×{len(claimed)}" if len(claimed) > 1
+                 else f"{cell.display} seed={claimed[0][0].seed}")
+        total = spec.n_warmup + spec.epochs
+        with self.recorded(ids, on_fail=failed):
+            backbone0, state = self.cell_context(cell)
+            train = self.images.get(spec.train, spec.image_size)
+            test = self.images.get(spec.test, spec.image_size)
+            self.progress.unit(label, total)
+            lr = resolve_lr(spec.lr_search, cell_lr)
+            if lr == "optuna":  # searched in this trial, before it trains
+                (trial, run_id), = claimed
+                lr = self.search(cell, trial.seeds, f"trial-{trial.key[:16]}", run_id)
+            backbone0.load_state_dict(state)
+            hook = (self._epoch_hook(claimed[0][1], label, total) if len(claimed) == 1
+                    else None)
+            results = protocol.run(backbone0, spec, train, test, classes,
+                                   [t.seeds for t, _ in claimed], self.device,
+                                   None if lr == "lr_finder" else lr, hook)
+            for (t, run_id), res in zip(claimed, results, strict=True):
+                if hook is not None:
+                    res.history = []  # already logged per epoch
+                self.artifacts.log_trial(t, run_id, res, classes)
+                self.end(run_id)
+                self._report(t, res.metrics, "", summary)
+        return True
+
+    def _report(self, trial: Trial, metrics: dict | None, error: str,
+                summary: RunSummary) -> None:
+        name = f"{self.step()} {trial.cell.display} seed={trial.seed}"
+        if metrics is None:
+            summary.failed.append(f"{trial.cell.display} seed={trial.seed}: {error}")
+            self.say(f"{name}: FAILED {error}")
+        else:
+            summary.trials_run += 1
+            shown = ", ".join(f"{k} {metrics[k]:.3f}" for k in trial.cell.spec.metrics[:2])
+            self.say(f"{name}: {shown}")
+
