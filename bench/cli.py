@@ -11,7 +11,8 @@ import logging
 import sys
 from pathlib import Path
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+from bench.errors import EXIT_FAILED, EXIT_OK, EXIT_USAGE
+from bench.execute import EXECUTORS
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -46,9 +47,10 @@ def build_parser() -> argparse.ArgumentParser:
                        help="run N worker processes on this machine (they share the work)")
     p_run.add_argument("--gpus", default=None, metavar="LIST",
                        help="one worker per listed GPU, e.g. --gpus 0,1,2,3")
-    p_run.add_argument("--executor", choices=["local", "slurm"], default="local",
-                       help="local (default) or slurm: job arrays through submitit, configured "
-                            "by the suite's `slurm:` block")
+    p_run.add_argument("--executor", choices=list(EXECUTORS), default="local",
+                       help="local (default; with --workers/--gpus: worker processes) or "
+                            "slurm: job arrays through submitit, configured by the suite's "
+                            "`slurm:` block")
 
     p_status = sub.add_parser("status", help="finished / running / failed / pending per cell")
     _common(p_status)
@@ -136,78 +138,28 @@ def _load(args: argparse.Namespace):
     return loaded, output, uri
 
 
-def open_suite(args: argparse.Namespace):
-    """(plan, tracker, output folder) of a ``bench run``-style command line."""
-    from bench.plan import build_plan
-    from bench.track import Tracker
+def _request(args: argparse.Namespace):
+    """The run request of a ``bench run`` command line (the suite is validated here)."""
+    from bench.execute.request import RunRequest
 
-    loaded, output, uri = _load(args)
-    output.mkdir(parents=True, exist_ok=True)
-    plan = build_plan(loaded)
-    return plan, Tracker(uri, loaded.suite.name, output / "artifacts"), output
-
-
-def _worker_args(args: argparse.Namespace) -> list[str]:
-    """The command line of one worker: the same suite, overrides, output and store."""
     _loaded, output, uri = _load(args)
-    out = [str(args.suite.resolve())]
-    for o in args.overrides:
-        out += ["--set", o]
-    out += ["--output", str(output.resolve()), "--tracking-uri", uri]
-    if args.profile:
-        out += ["--profile", args.profile]
-    return out
+    gpus = tuple(g.strip() for g in args.gpus.split(",") if g.strip()) if args.gpus else None
+    return RunRequest(suite=args.suite.resolve(), output=output.resolve(), tracking_uri=uri,
+                      overrides=tuple(args.overrides), profile=args.profile,
+                      workers=len(gpus) if gpus else (args.workers or 1), gpus=gpus,
+                      quiet=args.quiet)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    """``bench run``."""
-    from bench.execute.local import LocalExecutor
+    """``bench run``: build the request, hand it to the executor."""
+    from bench.execute import executor_for
     from bench.progress import make_progress
 
-    plan, tracker, output = open_suite(args)
-    progress = make_progress(quiet=args.quiet)
-    gpus = [g.strip() for g in args.gpus.split(",") if g.strip()] if args.gpus else None
-    n_workers = len(gpus) if gpus else (args.workers or 1)
-    if args.executor == "slurm" or n_workers > 1:
-        executor = LocalExecutor(plan, tracker, output, progress)
-        pending, needed, _ = executor.prepare()
-        progress.close()
-        if args.executor == "slurm":
-            from bench.execute.slurm import run_slurm
-
-            return run_slurm(plan, tracker, output, _worker_args(args), pending, needed,
-                             progress.say)
-        from bench.execute.workers import run_workers
-
-        rc = run_workers(_worker_args(args), n_workers, gpus, progress.say)
-        print(_store_summary(plan, tracker))
-        return rc
-    uri = tracker.uri
-    executor = LocalExecutor(plan, tracker, output, progress)
-    try:
-        summary = executor.run()
-    except KeyboardInterrupt:
-        summary = None
-    if summary is None or summary.interrupted:
-        print("interrupted: finished work is kept; run the same command to resume",
-              file=sys.stderr)
-        return EXIT_INTERRUPTED
-    print(f"{summary.stages_run} stage(s) trained, {summary.stages_skipped} already done; "
-          f"{summary.trials_run} trial(s) run, {summary.trials_skipped} already done; "
-          f"{len(summary.failed)} failed; {summary.seconds:.1f} s")
-    for f in summary.failed:
-        print(f"  FAILED {f}", file=sys.stderr)
-    print(f"tracking: {uri}")
-    return EXIT_OK if summary.ok else EXIT_FAILED
-
-
-def _store_summary(plan, tracker) -> str:
-    from bench.status import count_status
-
-    counts = count_status(plan, tracker.status_by_key())
-    return (f"trials: {counts['FINISHED']} finished, {counts['FAILED']} failed, "
-            f"{counts['KILLED']} killed, {counts['RUNNING']} running, {counts['pending']} "
-            f"pending of {len(plan.trials)}")
+    request = _request(args)
+    name = args.executor
+    if name == "local" and request.workers > 1:
+        name = "workers"
+    return executor_for(name).run(request, make_progress(quiet=args.quiet))
 
 
 def cmd_status(args: argparse.Namespace) -> int:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+import pickle
 import time
 from pathlib import Path
 
@@ -237,7 +238,11 @@ def test_requeue_releases_the_task_claims(tiny_suite: Path) -> None:
             self._heartbeat = claims.Heartbeat(tracker)
             self._heartbeat.hold(run)
 
-    task = slurm.PackTask(["suite.yaml"], ["k9"])
+    from bench.execute.request import RunRequest
+
+    request = RunRequest(suite=tiny_suite, output=tiny_suite.parent / "out", tracking_uri="x")
+    task = slurm.PackTask(request.restricted(["k9"]))
+    assert pickle.loads(pickle.dumps(task)).keys == ["k9"]  # what submitit sends
     slurm._CURRENT[:] = [Fake()]
     try:
         again = task.checkpoint()

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -26,8 +27,10 @@ import torch
 
 from bench.data.cache import cache_dir
 from bench.data.store import ImageStore
-from bench.errors import BenchError
+from bench.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, BenchError
+from bench.execute import Executor
 from bench.execute.claims import Heartbeat, close_dead, new_owner, retire_owner
+from bench.execute.request import RunRequest
 from bench.execute.runners import StopRequested, UnitRunner, failure_reason
 from bench.execute.scheduler import RunSummary, Scheduler, Snapshot, needed_stages
 from bench.execute.store import StoreView
@@ -37,7 +40,8 @@ from bench.track import FINISHED, Tracker, best_by_key
 
 log = logging.getLogger("bench.run")
 
-__all__ = ["LeakageError", "LocalExecutor", "RunSummary", "StopRequested", "pick_device"]
+__all__ = ["LeakageError", "Local", "LocalExecutor", "RunSummary", "StopRequested", "pick_device",
+           "prepared"]
 
 
 class LeakageError(BenchError):
@@ -226,3 +230,37 @@ class LocalExecutor:
             raise LeakageError("leakage guard: a test image is also trained on\n  "
                                + "\n  ".join(report.errors)
                                + "\n(fix the split, or set allow_leakage: <reason> in the suite)")
+
+
+class Local(Executor):
+    """``bench run``: one worker in this process."""
+
+    def run(self, request: RunRequest, progress: Progress) -> int:
+        plan, tracker = request.open()
+        executor = LocalExecutor(plan, tracker, request.output, progress)
+        executor.only = set(request.only) if request.only is not None else None
+        try:
+            summary: RunSummary | None = executor.run()
+        except KeyboardInterrupt:
+            summary = None
+        if summary is None or summary.interrupted:
+            print("interrupted: finished work is kept; run the same command to resume",
+                  file=sys.stderr)
+            return EXIT_INTERRUPTED
+        print(f"{summary.stages_run} stage(s) trained, {summary.stages_skipped} already done; "
+              f"{summary.trials_run} trial(s) run, {summary.trials_skipped} already done; "
+              f"{len(summary.failed)} failed; {summary.seconds:.1f} s")
+        for f in summary.failed:
+            print(f"  FAILED {f}", file=sys.stderr)
+        print(f"tracking: {tracker.uri}")
+        return EXIT_OK if summary.ok else EXIT_FAILED
+
+
+def prepared(request: RunRequest, progress: Progress) -> tuple[Plan, Tracker, list[Trial],
+                                                                set[str]]:
+    """Open a request and prepare its data once (decoded cache, leakage guard) before other
+    processes run it: (plan, tracker, pending trials, needed stage keys)."""
+    plan, tracker = request.open()
+    pending, needed, _ = LocalExecutor(plan, tracker, request.output, progress).prepare()
+    progress.close()
+    return plan, tracker, pending, needed

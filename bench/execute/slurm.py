@@ -25,8 +25,11 @@ from pathlib import Path
 from typing import Any
 
 from bench.config.schema import SlurmSpec
+from bench.execute import Executor
 from bench.execute.claims import claim_alive
+from bench.execute.request import RunRequest
 from bench.plan import Plan, StageNode, Trial
+from bench.progress import Progress
 from bench.track import FINISHED, RUNNING, RunRecord, Tag, Tracker
 
 _CURRENT: list[Any] = []  # the LocalExecutor of a running task (for checkpoint())
@@ -137,20 +140,22 @@ def waves(plan: Plan, pending: Sequence[Trial], needed: set[str]) -> list[list[l
 
 
 class PackTask:
-    """What one array task runs: ``bench run`` restricted to a pack of unit keys."""
+    """What one array task runs: the run request restricted to a pack of unit keys (picklable:
+    submitit sends it to the task as is)."""
 
-    def __init__(self, run_args: Sequence[str], keys: Sequence[str]):
-        self.run_args = list(run_args)
-        self.keys = list(keys)
+    def __init__(self, request: RunRequest):
+        self.request = request
+
+    @property
+    def keys(self) -> list[str]:
+        return list(self.request.only or ())
 
     def __call__(self) -> dict[str, Any]:
-        from bench.cli import build_parser, open_suite
         from bench.execute.local import LocalExecutor
         from bench.progress import Progress
 
-        args = build_parser().parse_args(["run", *self.run_args])
-        plan, tracker, output = open_suite(args)
-        executor = LocalExecutor(plan, tracker, output, Progress())
+        plan, tracker = self.request.open()
+        executor = LocalExecutor(plan, tracker, self.request.output, Progress())
         executor.only = set(self.keys)
         _CURRENT[:] = [executor]
         try:
@@ -174,7 +179,7 @@ class PackTask:
                                                   "preemption", KILLED)
                 except Exception:  # the requeue must happen regardless
                     pass
-        return submitit.helpers.DelayedSubmission(PackTask(self.run_args, self.keys))
+        return submitit.helpers.DelayedSubmission(PackTask(self.request))
 
 
 def make_executor(spec: SlurmSpec, folder: Path) -> Any:
@@ -209,15 +214,14 @@ def make_executor(spec: SlurmSpec, folder: Path) -> Any:
     return executor
 
 
-def run_slurm(plan: Plan, tracker: Tracker, output: Path, run_args: Sequence[str],
-              pending: Sequence[Trial], needed: set[str], say: Callable[[str], None],
-              poll: float | None = None) -> int:
+def run_slurm(plan: Plan, tracker: Tracker, request: RunRequest, pending: Sequence[Trial],
+              needed: set[str], say: Callable[[str], None], poll: float | None = None) -> int:
     """Submit the waves and wait for them; return 0 when every unit finished, else 1.
     ``poll``: seconds between looks at the jobs (default ``BENCH_POLL_S``, else 10)."""
     if poll is None:
         poll = float(os.environ.get("BENCH_POLL_S", "10"))
     spec = plan.suite.slurm
-    folder = Path(spec.folder) if spec.folder else output / "slurm"
+    folder = Path(spec.folder) if spec.folder else request.output / "slurm"
     executor = make_executor(spec, folder)
     size = max_array_size(spec)
     failed = 0
@@ -246,7 +250,7 @@ def run_slurm(plan: Plan, tracker: Tracker, output: Path, run_args: Sequence[str
         for chunk in arrays:
             with executor.batch():
                 for pack in chunk:
-                    jobs.append(executor.submit(PackTask(run_args, pack.keys)))
+                    jobs.append(executor.submit(PackTask(request.restricted(pack.keys))))
         units = sum(len(g) for g in groups)
         say(f"wave {i}: {units} unit(s) in {len(packs)} task(s) "
             f"({len(arrays)} array(s)); job {jobs[0].job_id.split('_')[0]} …")
@@ -273,3 +277,13 @@ def run_slurm(plan: Plan, tracker: Tracker, output: Path, run_args: Sequence[str
     left = [t for t in plan.trials if t.key not in finished]
     say(f"slurm: {len(plan.trials) - len(left)} of {len(plan.trials)} trial(s) finished")
     return 0 if not left and not failed else 1
+
+
+class Slurm(Executor):
+    """``bench run --executor slurm``: the data prepared here, then waves of array tasks."""
+
+    def run(self, request: RunRequest, progress: Progress) -> int:
+        from bench.execute.local import prepared
+
+        plan, tracker, pending, needed = prepared(request, progress)
+        return run_slurm(plan, tracker, request, pending, needed, progress.say)

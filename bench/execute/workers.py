@@ -15,7 +15,15 @@ import signal
 import subprocess
 import sys
 import threading
+from collections import Counter
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
+
+from bench.execute import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, Executor
+
+if TYPE_CHECKING:
+    from bench.execute.request import RunRequest
+    from bench.progress import Progress
 
 
 def worker_env(index: int, n: int, gpus: Sequence[str] | None) -> dict[str, str]:
@@ -69,6 +77,22 @@ def run_workers(run_args: Sequence[str], n: int, gpus: Sequence[str] | None,
     bad = {i: c for i, c in enumerate(codes) if c != 0}
     if bad:
         say("worker exit codes: " + ", ".join(f"w{i}={c}" for i, c in bad.items()))
-    if interrupted or 130 in codes:
-        return 130
-    return 0 if not bad else 1
+    if interrupted or EXIT_INTERRUPTED in codes:
+        return EXIT_INTERRUPTED
+    return EXIT_OK if not bad else EXIT_FAILED
+
+
+class Workers(Executor):
+    """``bench run --workers N`` / ``--gpus …``: the data prepared here, then N processes."""
+
+    def run(self, request: RunRequest, progress: Progress) -> int:
+        from bench.execute.local import prepared
+
+        plan, tracker, _, _ = prepared(request, progress)
+        rc = run_workers(request.argv(), request.workers, request.gpus, progress.say)
+        best = tracker.status_by_key()
+        counts = Counter(best[t.key].status if t.key in best else "pending" for t in plan.trials)
+        print(f"trials: {counts['FINISHED']} finished, {counts['FAILED']} failed, "
+              f"{counts['KILLED']} killed, {counts['RUNNING']} running, {counts['pending']} "
+              f"pending of {len(plan.trials)}")
+        return rc
