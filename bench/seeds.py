@@ -2,7 +2,8 @@
 
 ``derive_seed(seed, source) = int(sha256(f"bench:{source}:{seed}")[:16 hex], 16) mod 2**63``.
 Sources: ``head`` (classifier init), ``order`` (batch order), ``augment`` (train augmentation
-draws), ``tta`` (test-time augmentation draws), ``lr_search``. A suite's ``seeds.vary`` lists the
+draws), ``tta`` (test-time augmentation draws), ``lr_search`` (the sampler and validation split
+of a per-trial optuna study; a cell-level search uses ``lr_search.seed``). A suite's ``seeds.vary`` lists the
 sources that differ between trials; the others use the suite's base seed, so they are the same in
 every trial (and, with ``vary: [head]``, matched across cells).
 """

@@ -38,7 +38,7 @@ class ProtocolBase(Strict):
     test: DataRef = Field(description="Test part (never used for any choice).")
     epochs: int = Field(ge=1, description="Epochs of 1cycle after the warm-up.")
     warmup_epochs: int | None = Field(
-        None, ge=0, description="Head-only epochs first (default: the kind's, see n_warmup)."
+        None, ge=0, description="Head-only epochs first (default: 1 for fine_tune, 0 for linear_probe)."
     )
     warmup_lr: float = Field(1e-3, gt=0, description="Constant lr of the warm-up.")
     batch_size: int = Field(64, ge=2, description="Images per batch.")

@@ -6,11 +6,13 @@ a schema field is missing from the committed file.
 
 from __future__ import annotations
 
+import re
 import typing
 from collections.abc import Iterator
 
 from pydantic import BaseModel
 
+from bench.config.protocols import PROTOCOL_KINDS, ProtocolBase
 from bench.config.reporting import PublishedSpec, PublishedValue
 from bench.config.schema import Suite
 
@@ -39,16 +41,27 @@ def _models(tp: object) -> list[type[BaseModel]]:
 
 
 def _type_name(tp: object) -> str:
-    text = str(tp).replace("typing.", "").replace("bench.config.schema.", "")
-    text = text.replace("bench.config.reporting.", "")
+    text = str(tp).replace("typing.", "")
+    text = re.sub(r"bench\.config\.[a-z_]+\.", "", text)
+    text = re.sub(r"Annotated\[Union\[[A-Za-z, ]*\], FieldInfo\([^)]*\)\]", "ProtocolSpec", text)
     return text.replace("<class '", "").replace("'>", "")
 
 
-def field_paths(model: type[BaseModel] = Suite, prefix: str = "") -> Iterator[tuple[str, str, str, str]]:
-    """(path, type, default, description) of every field, depth first."""
+def field_paths(model: type[BaseModel] = Suite, prefix: str = "",
+                seen: set[str] | None = None) -> Iterator[tuple[str, str, str, str]]:
+    """(path, type, default, description) of every field, depth first (the fields protocol
+    kinds share once, then each kind's own)."""
+    seen = set() if seen is None else seen
     for name, info in model.model_fields.items():
         path = f"{prefix}{name}"
+        if path in seen:
+            continue
+        seen.add(path)
         tp = info.annotation
+        if issubclass(model, ProtocolBase) and name == "kind":
+            kinds = " or ".join(f"`{k}`" for k in PROTOCOL_KINDS)
+            yield path, f"Literal{list(PROTOCOL_KINDS)}", "required", f"The protocol: {kinds}."
+            continue
         if info.is_required():
             default = "required"
         elif info.default_factory is not None:
@@ -72,7 +85,7 @@ def field_paths(model: type[BaseModel] = Suite, prefix: str = "") -> Iterator[tu
             else:
                 child = f"{path}."
             for m in dict.fromkeys(sub):
-                yield from field_paths(m, child)
+                yield from field_paths(m, child, seen)
     if model is PublishedSpec:  # its metric entries are keys of the cell's block
         yield (f"{prefix}<metric>", "PublishedValue", "—",
                "A published metric (any name in `protocols.<name>.metrics`).")

@@ -94,6 +94,14 @@ class StageSpec(Strict):
         "and its contrasts test replicate means. 1: one run, and verdicts that compare it say "
         "so.")
 
+    @field_validator("lr_search")
+    @classmethod
+    def _searchable(cls, v: LRSearchSpec) -> LRSearchSpec:
+        if v.method == "optuna":
+            raise ValueError("a pre-training stage has no labelled validation split to score "
+                             "optuna candidates on: use lr_search.method fixed or lr_finder")
+        return v
+
     @field_validator("data", mode="before")
     @classmethod
     def _listify(cls, v: Any) -> Any:

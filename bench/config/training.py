@@ -24,9 +24,11 @@ class LRSearchSpec(Strict):
     ``fixed`` uses ``lr``; ``lr_finder`` runs fastai's LR finder; ``optuna`` runs a TPE search
     over a log-uniform range, each candidate trained for ``budget_epochs`` on the training part
     minus a stratified validation split (``val_fraction``) and scored by validation accuracy,
-    with median pruning — the test part is never used. ``per: cell`` searches once per cell (the
-    trials share the lr), ``per: trial`` searches in every trial (the reference code's
-    behaviour); pre-training stages always search once.
+    with median pruning — the test part is never used (protocols only: a stage has no labels to
+    validate on). ``per: cell`` searches once per cell (the trials share the lr; an optuna
+    study seeded by ``seed``), ``per: trial`` searches in every trial (the reference code's
+    behaviour; an optuna study seeded by the trial's ``lr_search`` seed source);
+    pre-training stages always search once.
     """
 
     method: Literal["fixed", "lr_finder", "optuna"] = Field(

@@ -57,6 +57,17 @@ def pick_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+class StopFlag:
+    """A stop request shared with the unit runner (calling it reads it; no reference back to
+    the executor, so the executor and its scratch folder go as soon as it is dropped)."""
+
+    def __init__(self) -> None:
+        self.requested = False
+
+    def __call__(self) -> bool:
+        return self.requested
+
+
 class LocalExecutor:
     """One worker: schedules a plan's units (:mod:`bench.execute.scheduler`) and runs each one
     it claims (:mod:`bench.execute.runners`) against a tracker."""
@@ -82,13 +93,22 @@ class LocalExecutor:
             torch.set_num_threads(threads)
         self.images = ImageStore(plan.datasets, cache_dir(output), pin=self.device.type == "cuda",
                                  say=self.say)
-        self.stop_requested = False
+        self._stop = StopFlag()
         self.owner = new_owner()
         self.poll_seconds = float(os.environ.get("BENCH_POLL_S", "5"))
         self.only: set[str] | None = None  # restrict to these unit keys (SLURM packs)
         self.runner = UnitRunner(plan, tracker, output, self.images, self.device, progress,
-                                 self.owner, lambda: self.stop_requested)
+                                 self.owner, self._stop)
         self._store = StoreView(tracker)
+
+    @property
+    def stop_requested(self) -> bool:
+        """Whether Ctrl-C asked this worker to stop at the next safe point."""
+        return self._stop.requested
+
+    @stop_requested.setter
+    def stop_requested(self, value: bool) -> None:
+        self._stop.requested = value
 
     @property
     def _heartbeat(self) -> Heartbeat | None:

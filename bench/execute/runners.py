@@ -198,9 +198,11 @@ class UnitRunner:
             self._context = (cell.encoder_key, backbone0, state)
         return self._context[1], self._context[2]
 
-    def search(self, cell: Cell, seeds: dict[str, int], study: str, run_id: str) -> float:
-        """The max lr of a cell (or of one trial) with the protocol's lr_finder or optuna."""
-        from bench.train.lr_search import optuna_search
+    def search(self, cell: Cell, seeds: dict[str, int], study: str, run_id: str,
+               per_trial: bool = False) -> float:
+        """The max lr of a cell (or of one trial) with the protocol's lr_finder or optuna; a
+        per-trial optuna study is seeded by the trial (:func:`study_seed`)."""
+        from bench.train.lr_search import optuna_search, study_seed
         from bench.train.trial import run_trial
 
         spec = cell.spec
@@ -227,8 +229,9 @@ class UnitRunner:
 
         self.say(f"  {cell.display}: optuna search of the max lr ({spec.lr_search.n_trials} "
                  f"candidates, validation split of the training part)")
+        seed = study_seed(spec.lr_search, seeds) if per_trial else None
         return optuna_search(spec, fresh, train, classes, seeds, self.device,
-                             self.output / "optuna", study, log).lr
+                             self.output / "optuna", study, log, seed).lr
 
     def run_search(self, cell: Cell) -> bool:
         """Claim and run a cell's lr search; log ``cell_max_lr`` on it and on the cell run."""
@@ -302,7 +305,8 @@ class UnitRunner:
             lr = resolve_lr(spec.lr_search, cell_lr)
             if lr == "optuna":  # searched in this trial, before it trains
                 (trial, run_id), = claimed
-                lr = self.search(cell, trial.seeds, f"trial-{trial.key[:16]}", run_id)
+                lr = self.search(cell, trial.seeds, f"trial-{trial.key[:16]}", run_id,
+                                 per_trial=True)
             backbone0.load_state_dict(state)
             hook = (self._epoch_hook(claimed[0][1], label, total) if len(claimed) == 1
                     else None)

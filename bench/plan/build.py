@@ -132,9 +132,12 @@ def build_plan(loaded: LoadedSuite, base_dir: Path | None = None, check_files: b
         spec = suite.protocols[proto]
         tr_ds, tr_part = parse_ref(spec.train)
         te_ds, te_part = parse_ref(spec.test)
+        view = key_view(spec)
+        if spec.lr_search.method == "optuna" and spec.lr_search.per == "trial":
+            view["trial_study_seed"] = "lr_search"  # per-trial studies are seeded by the trial
         for path, enc in encoders_of[(init, chain)]:
             key = content_key(
-                "cell", enc, key_view(spec),
+                "cell", enc, view,
                 datasets[tr_ds].manifest_hash(tr_part), datasets[te_ds].manifest_hash(te_part),
             )
             cells.append(Cell(

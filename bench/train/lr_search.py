@@ -41,6 +41,15 @@ def resolve_lr(search: LRSearchSpec, cell_lr: float | None) -> float | str:
     return search.method
 
 
+def study_seed(search: LRSearchSpec, seeds: dict[str, int]) -> int:
+    """The seed of a per-trial optuna study: the trial's ``lr_search`` seed source (its own
+    seed when ``seeds.vary`` lists ``lr_search``, the base seed's otherwise) mixed with
+    ``lr_search.seed``; below 2**32 (numpy's limit)."""
+    from bench.seeds import derive_seed
+
+    return derive_seed(seeds["lr_search"], f"optuna:{search.seed}") % 2**32
+
+
 def validation_split(train: ImageSet, fraction: float, seed: int) -> tuple[ImageSet, ImageSet]:
     """Stratified (per class) split of a labelled set into (fit, validation)."""
     assert train.labels is not None
@@ -70,8 +79,11 @@ def optuna_search(
     storage_dir: Path,
     study_name: str,
     on_candidate: Callable[[int, float, float | None], None] | None = None,
+    seed: int | None = None,
 ) -> SearchResult:
-    """Run (or resume) the study and return the best lr."""
+    """Run (or resume) the study and return the best lr. ``seed`` (default ``lr_search.seed``)
+    seeds the sampler and the validation split: a per-trial study passes
+    :func:`study_seed` of its trial."""
     import optuna
 
     from bench.train.trial import run_trial
@@ -86,12 +98,13 @@ def optuna_search(
         from optuna.storages.journal import JournalFileBackend
 
         storage = JournalStorage(JournalFileBackend(str(storage_dir / f"{study_name}.journal")))
-    sampler = optuna.samplers.TPESampler(seed=s.seed, n_startup_trials=max(3, s.n_trials // 3))
+    seed = s.seed if seed is None else seed
+    sampler = optuna.samplers.TPESampler(seed=seed, n_startup_trials=max(3, s.n_trials // 3))
     pruner = (optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=0)
               if s.pruner == "median" else optuna.pruners.NopPruner())
     study = optuna.create_study(study_name=study_name, storage=storage, sampler=sampler,
                                 pruner=pruner, direction="maximize", load_if_exists=True)
-    fit, val = validation_split(train, s.val_fraction, s.seed)
+    fit, val = validation_split(train, s.val_fraction, seed)
     short = protocol.model_copy(update={
         "epochs": s.budget_epochs,
         "lr_search": s.model_copy(update={"method": "fixed"}),
