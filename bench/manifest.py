@@ -80,8 +80,8 @@ def verify_suite(plan: Plan, tracker: Tracker, output: Path) -> tuple[str, bool]
             checked["weights"] += 1
             node = inits.get(init_key)
             if node is None or node.fingerprint != r.tags[Tag.WEIGHTS]:
-                problems[f"weights of {r.tags.get('bench.init', '?')}: recorded "
-                         f"{r.tags['bench.weights'][:12]}, now "
+                problems[f"weights of {r.tags.get(Tag.INIT, '?')}: recorded "
+                         f"{r.tags[Tag.WEIGHTS][:12]}, now "
                          f"{node.fingerprint[:12] if node else 'different'}"].append(name)
         enc = r.tags.get(Tag.ENCODER_SHA)
         enc_key = r.key if r.kind == "stage" else r.tags.get(Tag.ENCODER_KEY, "")

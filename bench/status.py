@@ -50,7 +50,7 @@ def describe_status(plan: Plan, status: Mapping[str, RunRecord]) -> str:
             r = status.get(t.key)
             if st in ("FAILED", "KILLED") and r is not None:
                 failures.append(f"  {c.display} seed={t.seed}: {st.lower()}: "
-                                f"{r.tags.get('bench.failure', '(no reason recorded)')}")
+                                f"{r.tags.get(Tag.FAILURE, '(no reason recorded)')}")
         total += n
         lines.append(f"  {c.display:<44}" + "".join(f"{n[s]:>10}" for s in STATES))
     lines.append(f"  {'total':<44}" + "".join(f"{total[s]:>10}" for s in STATES))

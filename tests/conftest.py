@@ -89,6 +89,31 @@ def write_suite(tmp_path: Path):
     return write
 
 
+def suite_plan(suite: Path, *overrides: str):
+    """The plan of a suite file (no environment interpolation)."""
+    from bench.plan import build_plan, load_suite
+
+    return build_plan(load_suite(suite, list(overrides), env={}))
+
+
+def suite_tracker(suite: Path, uri: str | None = None, name: str = "tiny"):
+    """The tracker a suite whose output is ``<suite folder>/out`` writes to."""
+    from bench.track import Tracker, default_tracking_uri
+
+    out = suite.parent / "out"
+    return Tracker(uri or default_tracking_uri(out), name, out / "artifacts")
+
+
+def bench_process(*args: str, cwd: Path, env: dict[str, str] | None = None):
+    """``bench <args>`` as a child process (unbuffered, stdout and stderr together)."""
+    import subprocess
+    import sys
+
+    return subprocess.Popen([sys.executable, "-m", "bench", *args], cwd=cwd,
+                            env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
 @pytest.fixture
 def shared_data() -> Path:
     """The real data folder named by ``BENCH_SHARED_DATA`` (HAM10000, ISIC 2019 CSVs)."""

@@ -19,12 +19,11 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from conftest import TINY_SUITE
+from conftest import TINY_SUITE, bench_process, suite_plan, suite_tracker
 
 from bench.execute.scheduler import search_key
-from bench.plan import build_plan, load_suite
 from bench.results import load_results
-from bench.track import FINISHED, Tracker, default_tracking_uri
+from bench.track import FINISHED
 
 pytestmark = pytest.mark.slow
 
@@ -42,18 +41,11 @@ def _write(folder: Path) -> Path:
 
 
 def _bench(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "bench", *args], cwd=cwd,
-                            env={**os.environ, **ENV, **(env or {})}, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
+    return bench_process(*args, cwd=cwd, env={**ENV, **(env or {})})
 
 
-def _plan(suite: Path):
-    return build_plan(load_suite(suite, env={}))
-
-
-def _tracker(suite: Path, uri: str | None = None) -> Tracker:
-    out = suite.parent / "out"
-    return Tracker(uri or default_tracking_uri(out), "tiny", out / "artifacts")
+_plan = suite_plan
+_tracker = suite_tracker
 
 
 def _metrics(suite: Path, uri: str | None = None) -> dict[str, tuple[float, float]]:

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from conftest import suite_plan
+
 from bench.config.names import expand_cells
-from bench.plan import build_plan, load_suite
+from bench.plan import load_suite
 from bench.seeds import derive_seed, trial_seeds
 
-
-def _plan(path: Path, *overrides: str):
-    return build_plan(load_suite(path, list(overrides), env={}))
+_plan = suite_plan
 
 
 def test_grid_is_the_product_in_order(tiny_suite: Path) -> None:

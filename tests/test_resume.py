@@ -2,25 +2,21 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
-import sys
 import time
 from collections import Counter
 from pathlib import Path
 
 import pytest
+from conftest import bench_process, suite_tracker
 
 from bench.cli import main
 from bench.plan import build_plan, load_suite
 from bench.results import load_results
-from bench.track import FINISHED, KILLED, Tracker, default_tracking_uri
+from bench.track import FINISHED, KILLED
 
-
-def _tracker(suite: Path) -> Tracker:
-    out = suite.parent / "out"
-    return Tracker(default_tracking_uri(out), "tiny", out / "artifacts")
+_tracker = suite_tracker
 
 
 def _finished_counts(suite: Path, kind: str | None = None) -> Counter:
@@ -88,9 +84,7 @@ def test_stale_running_run_is_marked_killed_and_redone(tiny_suite: Path, capsys)
 
 
 def _bench(*args: str, cwd: Path) -> subprocess.Popen:
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    return subprocess.Popen([sys.executable, "-m", "bench", *args], cwd=cwd, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    return bench_process(*args, cwd=cwd)
 
 
 def _wait_for(proc: subprocess.Popen, needle: str, timeout: float = 120) -> list[str]:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import suite_tracker
 
 from bench.cli import main
 from bench.execute import claims
@@ -17,10 +18,7 @@ from bench.execute.slurm import chunks, pack_units, waves
 from bench.plan import build_plan, load_suite
 from bench.track import FINISHED, KILLED, RUNNING, Tracker, default_tracking_uri
 
-
-def _tracker(suite: Path) -> Tracker:
-    out = suite.parent / "out"
-    return Tracker(default_tracking_uri(out), "tiny", out / "artifacts")
+_tracker = suite_tracker
 
 
 # ---------------------------------------------------------------- claims
@@ -182,16 +180,12 @@ def test_status_and_verify(tiny_suite: Path, capsys) -> None:
 
 def test_out_of_memory_fails_the_trial_with_a_hint(tiny_suite: Path, monkeypatch,
                                                    capsys) -> None:
-    import bench.train.trial as trial_mod
+    import bench.protocols.fine_tune as fine_tune
 
-    real = trial_mod.run_trial
+    def out_of_memory(*args, **kwargs):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
 
-    def flaky(backbone, spec, *args, **kwargs):
-        if spec.kind == "fine_tune":
-            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
-        return real(backbone, spec, *args, **kwargs)
-
-    monkeypatch.setattr(trial_mod, "run_trial", flaky)
+    monkeypatch.setattr(fine_tune, "run_trial", out_of_memory)  # the fine-tune runner's trials
     sets = ["--set", "grid.chains=[[]]", "--set", "contrasts=[]"]
     assert main(["run", str(tiny_suite), *sets]) == 1
     runs = _tracker(tiny_suite).runs("trial")

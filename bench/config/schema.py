@@ -8,6 +8,7 @@ are checked in ``bench.config.refs`` so that every error can point at its line.
 
 from __future__ import annotations
 
+import typing
 from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
@@ -15,7 +16,14 @@ from pydantic import Field, field_validator, model_validator
 from bench.config.base import COSMETIC, DataRef, Strict, description
 from bench.config.datasets import DatasetSpec, SplitSpec, SyntheticSpec
 from bench.config.names import DATA_REF_RE, NAME_RE
-from bench.config.protocols import METRICS, ProtocolSpec, TTASpec
+from bench.config.protocols import (
+    METRICS,
+    PROTOCOL_KINDS,
+    ProtocolBase,
+    ProtocolSpec,
+    TTASpec,
+    protocol_union,
+)
 from bench.config.reporting import ContrastSpec, PublishedSpec, ReportSpec
 from bench.config.slurm import SlurmSpec
 from bench.config.training import (
@@ -194,3 +202,13 @@ class Suite(Strict):
                 f"names must start with a letter and use letters, digits, '_' or '-': {bad}"
             )
         return v
+
+
+def register_protocol(spec: type[ProtocolBase]) -> None:
+    """Add a protocol kind while running (a plugin, a test): its model joins
+    :data:`~bench.config.protocols.PROTOCOL_KINDS` and the union ``Suite.protocols`` validates.
+    bench's own kinds are listed in that dict instead."""
+    (kind,) = typing.get_args(spec.model_fields["kind"].annotation)
+    PROTOCOL_KINDS[kind] = spec
+    Suite.model_fields["protocols"].annotation = dict[str, protocol_union()]
+    Suite.model_rebuild(force=True)

@@ -12,20 +12,26 @@ from functools import cache
 
 from bench.protocols.base import Protocol
 
-PROTOCOLS: dict[str, str] = {
+PROTOCOLS: dict[str, str | type[Protocol]] = {
     "fine_tune": "bench.protocols.fine_tune:FineTune",
     "linear_probe": "bench.protocols.linear_probe:LinearProbe",
 }
 
 
-@cache
 def protocol_for(kind: str) -> Protocol:
     """The runner of a protocol kind."""
     target = PROTOCOLS.get(kind)
     if target is None:
         raise KeyError(f"no runner for protocol kind {kind!r}; known: {sorted(PROTOCOLS)}")
-    module, _, name = target.partition(":")
-    return getattr(importlib.import_module(module), name)()
+    return _instance(target)
+
+
+@cache
+def _instance(target: str | type[Protocol]) -> Protocol:
+    if isinstance(target, str):
+        module, _, name = target.partition(":")
+        target = getattr(importlib.import_module(module), name)
+    return target()
 
 
 __all__ = ["PROTOCOLS", "Protocol", "protocol_for"]
