@@ -4,7 +4,7 @@ some trials of one cell (one protocol call).
 Each runner does its work inside :meth:`UnitRunner.recorded`, the one place that turns an
 outcome into run states: Ctrl-C (or a stop request) ends the held runs KILLED and re-raises; any
 other exception ends them FAILED with its reason (a CUDA out-of-memory gets a hint). A trial's
-learning rate is decided in one place, :func:`bench.train.lr_search.resolve_lr`.
+learning rate is decided in one place, :func:`bench.train.lr_choice.resolve_lr`.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from bench.progress import Progress
 from bench.protocols import protocol_for
 from bench.seeds import trial_seeds
 from bench.track import FAILED, FINISHED, KILLED, Tag, Tracker, flatten
-from bench.train.lr_search import resolve_lr
+from bench.train.lr_choice import resolve_lr
 
 OOM_HINT = ("out of GPU memory: lower the batch_size or image_size of this stage/protocol, "
             "or run fewer workers per GPU")

@@ -30,17 +30,6 @@ class SearchResult:
     trials: list[tuple[int, float, float | None, str]]
 
 
-def resolve_lr(search: LRSearchSpec, cell_lr: float | None) -> float | str:
-    """The one rule for a trial's peak lr: the cell's searched lr when it has one; else the
-    fixed ``lr``; else the search that runs for this trial (``"lr_finder"``: inside the
-    trial's training, ``"optuna"``: a study before it)."""
-    if cell_lr is not None:
-        return cell_lr
-    if search.method == "fixed":
-        return search.lr
-    return search.method
-
-
 def study_seed(search: LRSearchSpec, seeds: dict[str, int]) -> int:
     """The seed of a per-trial optuna study: the trial's ``lr_search`` seed source (its own
     seed when ``seeds.vary`` lists ``lr_search``, the base seed's otherwise) mixed with

@@ -21,6 +21,7 @@ from bench.models.registry import frozen_modes, set_trainable
 from bench.seeds import generator
 from bench.train.evaluate import AfterEpoch, EpochHook, TrialResult, augment_for, predict
 from bench.train.loop import autocast, maybe_compile, prepare, run_epoch, state_digest
+from bench.train.lr_choice import resolve_lr
 from bench.train.lr_finder import lr_find
 from bench.train.metrics import compute_metrics
 from bench.train.optim import make_optimizer, make_scheduler, param_groups
@@ -128,10 +129,13 @@ def run_trial(
 
 
 def _search_lr(protocol, modules, opt, loss_fn, epoch_iter):
+    """The trial's lr when none was given (:func:`~bench.train.lr_choice.resolve_lr`): the fixed
+    one, or the LR finder's suggestion on this trial's batches."""
     s = protocol.lr_search
-    if s.method == "fixed":
-        return s.lr, None
-    if s.method == "optuna":
+    lr = resolve_lr(s, None)
+    if lr == "optuna":
         raise ValueError("an optuna search runs before the trial; pass its max_lr")
+    if lr != "lr_finder":
+        return lr, None
     res = lr_find(modules, opt, loss_fn, epoch_iter, s.start_lr, s.end_lr, s.num_it, s.suggestion)
     return res.suggestion, (res.lrs, res.losses)
