@@ -221,12 +221,6 @@ def _centroid_kinds():
     from bench.train.evaluate import TrialResult
     from bench.train.metrics import compute_metrics
 
-    class Centroid(ProtocolBase):
-        """Nearest class centroid of the frozen encoder's features (cosine)."""
-
-        kind: Literal["centroid"] = Field(description="`centroid`.")
-        temperature: float = Field(0.1, gt=0, description="Softmax temperature.")
-
     class CentroidRunner(Protocol):
         def run(self, backbone, spec, train, test, classes, seeds, device, max_lr,
                 on_epoch=None):
@@ -242,16 +236,21 @@ def _centroid_kinds():
                                 probs=probs.astype(np.float32), labels=labels, max_lr=0.0)
                     for _ in seeds]
 
-    return Centroid, CentroidRunner
+    class Centroid(ProtocolBase):
+        """Nearest class centroid of the frozen encoder's features (cosine)."""
+
+        kind: Literal["centroid"] = Field(description="`centroid`.")
+        temperature: float = Field(0.1, gt=0, description="Softmax temperature.")
+        runner: ClassVar[str | type] = CentroidRunner
+
+    return Centroid
 
 
 def test_recipe_a_throwaway_protocol_kind_runs(tiny_suite: Path, monkeypatch) -> None:
     from bench.config import protocols as config_protocols
     from bench.config.schema import register_protocol
-    from bench.protocols import PROTOCOLS
 
-    spec, runner = _centroid_kinds()
-    monkeypatch.setitem(PROTOCOLS, "centroid", runner)
+    spec = _centroid_kinds()
     before = dict(config_protocols.PROTOCOL_KINDS)
     register_protocol(spec)
     try:

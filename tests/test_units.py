@@ -205,3 +205,35 @@ def test_the_lr_search_seed_source_seeds_per_trial_optuna_studies(tiny_suite: Pa
     cell_search = suite_plan(tiny_suite, *args[1::2][:-1], "protocols.lp.lr_search={method: "
                              "optuna, per: cell, n_trials: 2, budget_epochs: 1}")
     assert plain.cells[0].key != cell_search.cells[0].key
+
+
+def test_a_unit_that_raises_outside_its_body_leaves_no_claim_behind(tiny_suite: Path,
+                                                                     monkeypatch) -> None:
+    """Whatever goes wrong after a claim, the run is ended: the worker never waits on itself."""
+    import threading
+
+    from conftest import suite_tracker
+
+    from bench.cli import main
+    from bench.progress import Progress
+
+    real = Progress.unit
+
+    def broken(self, label: str, total: int) -> None:
+        if label.endswith("lr search"):
+            raise RuntimeError("progress display broke")
+        real(self, label, total)
+
+    monkeypatch.setattr(Progress, "unit", broken)
+    monkeypatch.setenv("BENCH_POLL_S", "0.05")
+    rc: list[int] = []
+    worker = threading.Thread(target=lambda: rc.append(main([
+        "run", str(tiny_suite), "--quiet", "--set", "grid.chains=[[]]", "--set", "contrasts=[]",
+        "--set", "protocols.ft.lr_search.method=lr_finder"])), daemon=True)
+    worker.start()
+    worker.join(timeout=120)
+    assert rc == [1], "the run waited on its own claim"
+    runs = suite_tracker(tiny_suite).runs()
+    assert not [r for r in runs if r.status == RUNNING and r.kind != "cell"]
+    (search,) = [r for r in runs if r.kind == "search"]
+    assert search.status == FAILED and "progress display broke" in search.tags[Tag.FAILURE]

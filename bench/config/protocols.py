@@ -2,8 +2,9 @@
 union built from :data:`PROTOCOL_KINDS`, a plain dict).
 
 Every kind shares :class:`ProtocolBase` (data, schedule, LR search, augmentation, TTA, metrics)
-and owns its defaults and rules; its runner is ``bench.protocols.<kind>``. A new kind is a
-model here with one line in :data:`PROTOCOL_KINDS`, and its runner file.
+and owns its defaults, its rules and where its runner is (``runner``, a file in
+``bench.protocols``). A new kind is a model here with one line in :data:`PROTOCOL_KINDS`, and its
+runner file.
 """
 
 from __future__ import annotations
@@ -62,6 +63,9 @@ class ProtocolBase(Strict):
         default_factory=lambda: ["accuracy", "f1_weighted"], description="Metrics to compute."
     )
 
+    runner: ClassVar[str | type] = ""
+    """Where the kind's runner is (``module:Class`` under ``bench.protocols``, imported when a
+    trial runs; a plugin may give the class itself)."""
     default_warmup: ClassVar[int] = 0
     """Warm-up epochs when ``warmup_epochs`` is not given."""
     trains_encoder: ClassVar[bool] = False
@@ -78,6 +82,7 @@ class FineTuneSpec(ProtocolBase):
     whole network with 1cycle."""
 
     kind: Literal["fine_tune"] = Field(description="`fine_tune`.")
+    runner: ClassVar[str | type] = "bench.protocols.fine_tune:FineTune"
     default_warmup: ClassVar[int] = 1
     trains_encoder: ClassVar[bool] = True
 
@@ -93,6 +98,7 @@ class LinearProbeSpec(ProtocolBase):
     differ only in their head are trained together as one HeadBank."""
 
     kind: Literal["linear_probe"] = Field(description="`linear_probe`.")
+    runner: ClassVar[str | type] = "bench.protocols.linear_probe:LinearProbe"
 
     @model_validator(mode="after")
     def _cache_features(self) -> LinearProbeSpec:
@@ -109,7 +115,7 @@ PROTOCOL_KINDS: dict[str, type[ProtocolBase]] = {
     "fine_tune": FineTuneSpec,
     "linear_probe": LinearProbeSpec,
 }
-"""kind → its model (a new kind: one line here, and its runner ``bench.protocols.<kind>``)."""
+"""kind → its model (a new kind: its model above, one line here, and its runner file)."""
 
 
 def protocol_union() -> Any:

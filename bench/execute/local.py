@@ -213,6 +213,7 @@ class LocalExecutor:
             except (KeyboardInterrupt, StopRequested):
                 raise
             except Exception as exc:  # recorded on its run; what depends on it is given up
+                runner.fail_held(failure_reason(exc))
                 summary.failed.append(f"{unit.label}: {failure_reason(exc)}")
                 self.say(f"  FAILED: {failure_reason(exc)}")
         self._finish_cells(self.view(since_ms))

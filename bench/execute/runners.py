@@ -93,6 +93,13 @@ class UnitRunner:
         else:
             self.tracker.fail(run_id, reason, status)
 
+    def fail_held(self, reason: str) -> None:
+        """End FAILED every run this worker still holds (after a unit raised outside its
+        recorded body): no claim outlives the unit that made it, so a worker never waits on its
+        own runs."""
+        for run_id in self.heartbeat.held() if self.heartbeat is not None else []:
+            self.end(run_id, FAILED, reason)
+
     @contextlib.contextmanager
     def recorded(self, run_ids: list[str], on_fail: Callable[[str], None] | None = None,
                  killed: str = INTERRUPTED) -> Iterator[None]:
@@ -146,11 +153,11 @@ class UnitRunner:
                                   flatten(key_view(spec), "stage."))])
         if run_id is None:
             return False
-        self.say(f"{self.step()} stage {node.display} ({spec.method})")
         n_epochs = spec.warmup_epochs + spec.epochs
-        self.progress.unit(f"stage {node.display}", n_epochs)
         with self.recorded([run_id], killed=f"{INTERRUPTED} (resumes from its last epoch "
                                             "checkpoint)"):
+            self.say(f"{self.step()} stage {node.display} ({spec.method})")
+            self.progress.unit(f"stage {node.display}", n_epochs)
             classes = self.plan.datasets[parse_ref(spec.data[0])[0]].classes
             data = self.images.union(spec.data, spec.repeat, spec.image_size,
                                      labelled=method_cls.needs_labels)

@@ -1,8 +1,9 @@
-"""Evaluation protocols, one file per kind, found through a plain registry (kind → module:Class).
+"""Evaluation protocols: one runner file per kind (``fine_tune``, ``linear_probe``).
 
-A protocol's settings are its model in :mod:`bench.config.protocols` (selected by ``kind``); its
-runner here trains and tests the trials of one cell on one encoder. A new kind is one runner file
-plus one line here (and its settings model, with one line in ``PROTOCOL_KINDS``).
+A kind's settings model (:data:`bench.config.protocols.PROTOCOL_KINDS`, selected by ``kind``)
+names its runner (``runner = "bench.protocols.<kind>:Class"``); the runner trains and tests the
+trials of one cell on one encoder. A new kind is one runner file here plus its model and one
+registry line in ``bench/config/protocols.py``.
 """
 
 from __future__ import annotations
@@ -10,20 +11,16 @@ from __future__ import annotations
 import importlib
 from functools import cache
 
+from bench.config.protocols import PROTOCOL_KINDS
 from bench.protocols.base import Protocol
-
-PROTOCOLS: dict[str, str | type[Protocol]] = {
-    "fine_tune": "bench.protocols.fine_tune:FineTune",
-    "linear_probe": "bench.protocols.linear_probe:LinearProbe",
-}
 
 
 def protocol_for(kind: str) -> Protocol:
     """The runner of a protocol kind."""
-    target = PROTOCOLS.get(kind)
-    if target is None:
-        raise KeyError(f"no runner for protocol kind {kind!r}; known: {sorted(PROTOCOLS)}")
-    return _instance(target)
+    spec = PROTOCOL_KINDS.get(kind)
+    if spec is None:
+        raise KeyError(f"unknown protocol kind {kind!r}; known: {sorted(PROTOCOL_KINDS)}")
+    return _instance(spec.runner)
 
 
 @cache
@@ -34,4 +31,4 @@ def _instance(target: str | type[Protocol]) -> Protocol:
     return target()
 
 
-__all__ = ["PROTOCOLS", "Protocol", "protocol_for"]
+__all__ = ["Protocol", "protocol_for"]
