@@ -237,3 +237,27 @@ def test_a_unit_that_raises_outside_its_body_leaves_no_claim_behind(tiny_suite: 
     assert not [r for r in runs if r.status == RUNNING and r.kind != "cell"]
     (search,) = [r for r in runs if r.kind == "search"]
     assert search.status == FAILED and "progress display broke" in search.tags[Tag.FAILURE]
+
+
+def test_a_headbank_that_fails_midway_keeps_the_trials_it_finished(tiny_suite: Path,
+                                                                    monkeypatch) -> None:
+    from conftest import suite_tracker
+
+    from bench.cli import main
+    from bench.execute.artifacts import Artifacts
+
+    real, calls = Artifacts.log_trial, []
+
+    def second_fails(self, trial, run_id, result, classes) -> None:
+        calls.append(trial.seed)
+        if len(calls) == 2:
+            raise OSError("disk full")
+        real(self, trial, run_id, result, classes)
+
+    monkeypatch.setattr(Artifacts, "log_trial", second_fails)
+    assert main(["run", str(tiny_suite), "--quiet", "--set", "grid.chains=[[]]", "--set",
+                 "grid.protocols=[lp]", "--set", "contrasts=[]", "--set", "seeds.vary=[head]",
+                 "--set", "seeds.count=3"]) == 1
+    states = sorted((int(r.tags[Tag.SEED]), r.status)
+                    for r in suite_tracker(tiny_suite).runs("trial"))
+    assert states == [(0, FINISHED), (1, FAILED), (2, FAILED)]

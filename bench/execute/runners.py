@@ -65,6 +65,7 @@ class UnitRunner:
         self.total = 0
         self._context: tuple[str, torch.nn.Module, dict] | None = None
         self._cell_runs: dict[str, str] = {}
+        self._open: set[str] = set()  # runs claimed and not yet ended
 
     # ------------------------------------------------------------------ run states
     def step(self) -> str:
@@ -78,6 +79,7 @@ class UnitRunner:
         run_ids = claim_many(self.tracker, self.owner, [u for u, _ in units])
         for run_id, (_, params) in zip(run_ids, units, strict=True):
             if run_id is not None:
+                self._open.add(run_id)
                 if self.heartbeat is not None:
                     self.heartbeat.hold(run_id)
                 if params:
@@ -86,6 +88,7 @@ class UnitRunner:
 
     def end(self, run_id: str, status: str = FINISHED, reason: str | None = None) -> None:
         """End a held run (released from the heartbeat first)."""
+        self._open.discard(run_id)
         if self.heartbeat is not None:
             self.heartbeat.release(run_id)
         if reason is None:
@@ -94,26 +97,27 @@ class UnitRunner:
             self.tracker.fail(run_id, reason, status)
 
     def fail_held(self, reason: str) -> None:
-        """End FAILED every run this worker still holds (after a unit raised outside its
-        recorded body): no claim outlives the unit that made it, so a worker never waits on its
-        own runs."""
-        for run_id in self.heartbeat.held() if self.heartbeat is not None else []:
+        """End FAILED every run this worker claimed and has not ended (after a unit raised
+        outside its recorded body): no claim outlives the unit that made it, so a worker never
+        waits on its own runs."""
+        for run_id in sorted(self._open):
             self.end(run_id, FAILED, reason)
 
     @contextlib.contextmanager
     def recorded(self, run_ids: list[str], on_fail: Callable[[str], None] | None = None,
                  killed: str = INTERRUPTED) -> Iterator[None]:
-        """Run a unit's body: interrupted → its runs KILLED (re-raised); failed → FAILED with
-        the reason, then ``on_fail(reason)``, or re-raised when there is no ``on_fail``."""
+        """Run a unit's body: interrupted → its runs still open KILLED (re-raised); failed →
+        FAILED with the reason (runs the body already ended keep their state), then
+        ``on_fail(reason)``, or re-raised when there is no ``on_fail``."""
         try:
             yield
         except (KeyboardInterrupt, StopRequested):
-            for run_id in run_ids:
+            for run_id in [r for r in run_ids if r in self._open]:
                 self.end(run_id, KILLED, killed)
             raise
         except Exception as exc:
             reason = failure_reason(exc)
-            for run_id in run_ids:
+            for run_id in [r for r in run_ids if r in self._open]:
                 self.end(run_id, FAILED, reason)
             if on_fail is None:
                 raise
@@ -297,9 +301,12 @@ class UnitRunner:
             return False
         ids = [r for _, r in claimed]
 
+        finished: set[str] = set()
+
         def failed(reason: str) -> None:
-            for t, _ in claimed:
-                self._report(t, None, reason, summary)
+            for t, run_id in claimed:
+                if run_id not in finished:
+                    self._report(t, None, reason, summary)
 
         label = (f"{cell.display} HeadBank ×{len(claimed)}" if len(claimed) > 1
                  else f"{cell.display} seed={claimed[0][0].seed}")
@@ -325,6 +332,7 @@ class UnitRunner:
                     res.history = []  # already logged per epoch
                 self.artifacts.log_trial(t, run_id, res, classes)
                 self.end(run_id)
+                finished.add(run_id)
                 self._report(t, res.metrics, "", summary)
         return True
 
