@@ -11,6 +11,7 @@ import logging
 import sys
 from pathlib import Path
 
+from bench.config.protocols import METRICS
 from bench.errors import EXIT_FAILED, EXIT_OK, EXIT_USAGE
 from bench.execute import EXECUTORS
 
@@ -62,6 +63,9 @@ def build_parser() -> argparse.ArgumentParser:
     p_plan = sub.add_parser("plan", help="dry run: cells, stages, trials and their status")
     _common(p_plan)
     p_plan.add_argument("--trials", action="store_true", help="also list every trial")
+    p_plan.add_argument("--explain", action="store_true",
+                        help="print every init, stage and protocol fully resolved (all "
+                             "defaults explicit) instead")
 
     p_data = sub.add_parser("data", help="check a suite's data, or write the synthetic set")
     data_sub = p_data.add_subparsers(dest="data_command", required=True, metavar="ACTION")
@@ -87,8 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
     p_rep.add_argument("--out", type=Path, default=None,
                        help="folder for the report (default reports/<suite name>)")
     p_rep.add_argument("--metric", dest="metrics", action="append", default=None,
-                       choices=["accuracy", "f1_weighted", "f1_macro", "balanced_accuracy",
-                                "auroc_macro"],
+                       choices=list(METRICS),
                        help="metric to report (repeatable; default: the suite's)")
     p_rep.add_argument("--alpha", type=float, default=None, help="significance level")
 
@@ -204,6 +207,11 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
     loaded, output, uri = _load(args)
     plan = build_plan(loaded, lenient=True)
+    if args.explain:
+        from bench.plan_view import explain_plan
+
+        print(explain_plan(plan), end="")
+        return EXIT_OK
     status = None
     from bench.track import sqlite_path
 

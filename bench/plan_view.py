@@ -90,3 +90,50 @@ def describe_plan(plan: Plan, status: Mapping[str, RunRecord] | None, trials: bo
                  f"({pend_stage_cost / 1e6:.2f} M pre-training, {trial_cost / 1e6:.2f} M "
                  f"evaluation)")
     return "\n".join(lines)
+
+
+def explain_plan(plan: Plan) -> str:
+    """Every init, stage and protocol the plan uses, fully resolved as YAML: each default made
+    explicit (method parameters through the method's own model), to compare line by line with
+    a paper's appendix."""
+    import io
+
+    from ruamel.yaml import YAML
+
+    from bench.ssl.methods import method_params
+
+    suite = plan.suite
+    used_stages = dict.fromkeys(s.name for s in plan.stages)
+    used_protocols = dict.fromkeys(c.protocol for c in plan.cells)
+
+    def plain(model) -> dict:
+        return model.model_dump(mode="json", exclude={"description"})
+
+    doc: dict = {"inits": {n: plain(suite.inits[n]) for n in plan.inits}, "stages": {},
+                 "protocols": {p: plain(suite.protocols[p]) for p in used_protocols}}
+    for name in used_stages:
+        spec = suite.stages[name]
+        entry = plain(spec)
+        entry["params"] = method_params(spec.method).model_validate(spec.params).model_dump(
+            mode="json")
+        doc["stages"][name] = entry
+    yaml = YAML()
+    yaml.width = 100
+    out = io.StringIO()
+    out.write(f"# {suite.name}: every setting of what runs, defaults included\n")
+    yaml.dump(_block(doc), out)
+    return out.getvalue()
+
+
+def _block(value):
+    """Mappings as blocks, lists of scalars on one line (YAML a person reads)."""
+    from ruamel.yaml.comments import CommentedMap, CommentedSeq
+
+    if isinstance(value, dict):
+        return CommentedMap((k, _block(v)) for k, v in value.items())
+    if isinstance(value, list):
+        seq = CommentedSeq(_block(v) for v in value)
+        if all(not isinstance(v, dict | list) for v in value):
+            seq.fa.set_flow_style()
+        return seq
+    return value

@@ -10,6 +10,10 @@ from bench.config.names import DATA_REF_RE
 
 COSMETIC = {"cosmetic": True}
 """``json_schema_extra`` marker: the field is ignored by content keys."""
+KEYED_WHEN_SET = {"keyed_when_set": True}
+"""``json_schema_extra`` marker of a field added after suites had finished runs: it enters a
+content key only when it differs from its default (whose behaviour is what ran before), so adding
+it changes no existing key, and setting it changes exactly the keys it should."""
 
 
 class Strict(BaseModel):

@@ -13,8 +13,15 @@ from typing import Annotated, Any, ClassVar, Literal, Union
 
 from pydantic import Field, model_validator
 
-from bench.config.base import DataRef, Strict, description
-from bench.config.training import AugmentSpec, LRSearchSpec, OptimizerSpec, ScheduleSpec
+from bench.config.base import KEYED_WHEN_SET, DataRef, Strict, description
+from bench.config.training import (
+    AugmentSpec,
+    LRSearchSpec,
+    OptimizerSpec,
+    Precision,
+    ScheduleSpec,
+    precision_field,
+)
 
 
 class TTASpec(Strict):
@@ -24,7 +31,7 @@ class TTASpec(Strict):
     passes: int = Field(3, ge=1, description="Passes with `augment`.")
 
 
-METRICS = ("accuracy", "f1_weighted", "f1_macro", "balanced_accuracy", "auroc_macro")
+METRICS = ("accuracy", "f1_weighted", "f1_macro", "balanced_accuracy", "auroc_macro", "ap_macro")
 
 
 class ProtocolBase(Strict):
@@ -45,6 +52,10 @@ class ProtocolBase(Strict):
     batch_size: int = Field(64, ge=2, description="Images per batch.")
     image_size: int = Field(256, ge=8, description="Side of the network input (px).")
     normalize: bool = Field(True, description="Apply ImageNet mean/std to inputs.")
+    precision: Precision = precision_field()
+    drop_last: bool = Field(
+        True, description="Drop each epoch's last partial batch (false: train on it too, as "
+        "the reference code does).", json_schema_extra=KEYED_WHEN_SET)
     train_bn: bool = Field(
         False, description="BatchNorm layers of the frozen encoder still train (fastai): the "
         "whole linear probe, the warm-up of a fine-tune.")

@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from bench.config.base import COSMETIC, DataRef, Strict, description
+from bench.config.base import COSMETIC, KEYED_WHEN_SET, DataRef, Strict, description
 from bench.config.datasets import DatasetSpec, SplitSpec, SyntheticSpec
 from bench.config.names import DATA_REF_RE, NAME_RE
 from bench.config.protocols import (
@@ -30,9 +30,11 @@ from bench.config.training import (
     AugmentSpec,
     LRSearchSpec,
     OptimizerSpec,
+    Precision,
     ScheduleSpec,
     SSLAugmentSpec,
     ViewAugmentSpec,
+    precision_field,
 )
 from bench.seeds import SEED_SOURCES
 
@@ -83,6 +85,11 @@ class StageSpec(Strict):
     batch_size: int = Field(128, ge=2, description="Images per batch (per view).")
     image_size: int = Field(256, ge=8, description="Side of the training crops (px).")
     normalize: bool = Field(True, description="Apply ImageNet mean/std to inputs.")
+    precision: Precision = precision_field()
+    reset_optimizer: bool = Field(
+        True, description="A fresh optimiser when the encoder unfreezes after the warm-up "
+        "(false: Adam's state carries over, as the reference code does).",
+        json_schema_extra=KEYED_WHEN_SET)
     lr_search: LRSearchSpec = Field(default_factory=LRSearchSpec, description="Peak lr.")
     schedule: ScheduleSpec = Field(default_factory=ScheduleSpec, description="LR schedule.")
     optimizer: OptimizerSpec = Field(

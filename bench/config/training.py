@@ -3,11 +3,21 @@ by stages and protocols)."""
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
-from bench.config.base import Strict
+from bench.config.base import KEYED_WHEN_SET, Strict
+
+Precision = Literal["auto", "fp32", "bf16"]
+"""Arithmetic of forward passes: ``auto`` = bf16 autocast on CUDA, fp32 elsewhere; ``fp32`` = no
+autocast anywhere (the reference code); ``bf16`` = bf16 autocast on any device."""
+
+
+def precision_field() -> Any:
+    """The ``precision`` field of stages and protocols."""
+    return Field("auto", description="`auto` (bf16 autocast on CUDA, fp32 on the CPU), `fp32` "
+                 "(no autocast: the reference code) or `bf16`.", json_schema_extra=KEYED_WHEN_SET)
 
 
 class OptimizerSpec(Strict):
@@ -66,6 +76,9 @@ class ScheduleSpec(Strict):
     final_div_factor: float = Field(
         4000.0, gt=0, description="1cycle: final lr = start lr / final_div_factor."
     )
+    anneal: Literal["cos", "linear"] = Field(
+        "cos", description="1cycle: the shape of both phases (fastai's code: cos; the paper's "
+        "prose: linear).", json_schema_extra=KEYED_WHEN_SET)
 
 
 class AugmentSpec(Strict):
@@ -76,6 +89,9 @@ class AugmentSpec(Strict):
     flip_p: float = Field(0.25, ge=0, le=1, description="Horizontal flip probability.")
     rotate_p: float = Field(0.25, ge=0, le=1, description="Rotation probability.")
     rotate_deg: float = Field(45.0, ge=0, le=180, description="Max rotation angle (degrees).")
+    crop_per_image: bool = Field(
+        True, description="One crop per image (false: one per batch, the reference code's "
+        "batch transforms; also the TTA passes).", json_schema_extra=KEYED_WHEN_SET)
 
     @model_validator(mode="after")
     def _ranges(self) -> AugmentSpec:

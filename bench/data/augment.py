@@ -111,11 +111,13 @@ class TrainAugment:
     flip_p: float = 0.25
     rotate_p: float = 0.25
     rotate_deg: float = 45.0
+    crop_per_image: bool = True
+    """False: one crop box for the whole batch (the reference code's batch transforms)."""
 
     def __call__(self, x: Tensor, gen: torch.Generator) -> Tensor:
         """(B, 3, H, W) → (B, 3, size, size)."""
         n = x.shape[0]
-        boxes = crop_boxes(n, self.crop_scale, self.crop_ratio, gen)
+        boxes = crop_boxes(n, self.crop_scale, self.crop_ratio, gen, self.crop_per_image)
         flip = bernoulli(n, self.flip_p, gen)
         rot = bernoulli(n, self.rotate_p, gen)
         angle = uniform(n, -self.rotate_deg, self.rotate_deg, gen) * rot

@@ -13,14 +13,19 @@ from bench.config.names import parse_ref
 
 
 def key_view(value: Any) -> Any:
-    """JSON-able view of a config without its cosmetic fields (recursively)."""
+    """JSON-able view of a config without its cosmetic fields (recursively); a field marked
+    ``keyed_when_set`` appears only when it differs from its default."""
     if isinstance(value, BaseModel):
         out = {}
         for name, info in type(value).model_fields.items():
             extra = info.json_schema_extra
             if isinstance(extra, dict) and extra.get("cosmetic"):
                 continue
-            out[name] = key_view(getattr(value, name))
+            v = getattr(value, name)
+            if isinstance(extra, dict) and extra.get("keyed_when_set") and \
+                    v == info.get_default(call_default_factory=True):
+                continue
+            out[name] = key_view(v)
         return out
     if isinstance(value, dict):
         return {str(k): key_view(v) for k, v in value.items()}

@@ -14,6 +14,7 @@ from bench.config.protocols import ProtocolBase
 from bench.data.loader import ImageSet
 from bench.protocols.base import Protocol
 from bench.train.evaluate import EpochHook, TrialResult
+from bench.train.lr_choice import resolve_lr
 from bench.train.probe_bank import bank_eligible, run_probe_bank
 from bench.train.trial import run_trial
 
@@ -30,10 +31,8 @@ class LinearProbe(Protocol):
         if len(seeds) == 1 and not spec.cache_features:
             return [run_trial(backbone, spec, train, test, classes, seeds[0], device, on_epoch,
                               max_lr=max_lr)]
-        if max_lr is None:
-            if spec.lr_search.method != "fixed":
-                raise ValueError("a HeadBank or cache_features needs the lr before training: "
-                                 "search it once per cell (lr_search.per: cell)")
-            max_lr = spec.lr_search.lr
-        return run_probe_bank(backbone, spec, train, test, classes, seeds, device, max_lr,
-                              on_epoch)
+        lr = resolve_lr(spec.lr_search, max_lr)
+        if isinstance(lr, str):
+            raise ValueError("a HeadBank or cache_features needs the lr before training: "
+                             "search it once per cell (lr_search.per: cell)")
+        return run_probe_bank(backbone, spec, train, test, classes, seeds, device, lr, on_epoch)

@@ -84,7 +84,7 @@ def run_stage(
 
     def loss_fn(x: Tensor, y: Tensor | None) -> Tensor:
         views = list(views_fn(x, aug_gen))
-        with autocast(device):
+        with autocast(device, spec.precision):
             return method.loss(encoder, views, y)
 
     def epoch_iter():
@@ -121,8 +121,10 @@ def run_stage(
             if state is not None and state["phase"] == "warmup":
                 opt.load_state_dict(state["opt"])
         if not warm and sched is None:
-            opt = make_optimizer(param_groups([backbone, method], spec.optimizer.weight_decay),
-                                 spec.optimizer, spec.lr_search.lr)
+            if opt is None or spec.reset_optimizer:
+                opt = make_optimizer(param_groups([backbone, method],
+                                                  spec.optimizer.weight_decay),
+                                     spec.optimizer, spec.lr_search.lr)
             resuming = state is not None and state["phase"] == "main"
             if not resuming and spec.lr_search.method == "lr_finder":
                 s = spec.lr_search

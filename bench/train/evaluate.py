@@ -48,7 +48,7 @@ def augment_for(p: ProtocolBase) -> TrainAugment:
     a = p.augment
     return TrainAugment(size=p.image_size, crop_scale=tuple(a.crop_scale),
                         crop_ratio=tuple(a.crop_ratio), flip_p=a.flip_p, rotate_p=a.rotate_p,
-                        rotate_deg=a.rotate_deg)
+                        rotate_deg=a.rotate_deg, crop_per_image=a.crop_per_image)
 
 
 @torch.no_grad()
@@ -68,7 +68,7 @@ def tta_probs(
         acc = None
         for _ in range(passes):
             xi = aug(x, tta_gen) if protocol.tta.mode == "augment" else x
-            with autocast(device):
+            with autocast(device, protocol.precision):
                 p = torch.softmax(forward(xi).float(), dim=-1)
             acc = p if acc is None else acc + p
         out.append((acc / passes).cpu())

@@ -16,10 +16,14 @@ class NonFiniteLoss(RuntimeError):
     """The training loss became NaN or infinite."""
 
 
-def autocast(device: torch.device) -> contextlib.AbstractContextManager:
-    """bf16 autocast on CUDA, nothing elsewhere."""
-    if device.type == "cuda":
-        return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
+def autocast(device: torch.device, precision: str = "auto") -> contextlib.AbstractContextManager:
+    """The forward passes' arithmetic (a stage's or protocol's ``precision``): ``auto`` = bf16
+    autocast on CUDA and none elsewhere, ``fp32`` = no autocast, ``bf16`` = bf16 autocast on any
+    device."""
+    if precision == "bf16" or (precision == "auto" and device.type == "cuda"):
+        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+    if precision not in ("auto", "fp32"):
+        raise ValueError(f"unknown precision {precision!r}")
     return contextlib.nullcontext()
 
 

@@ -12,11 +12,14 @@ def compute_metrics(probs: np.ndarray, labels: np.ndarray, names: list[str]) -> 
 
     ``f1_weighted`` is sklearn's ``f1_score(average="weighted", zero_division=0)`` (support-weighted
     mean of per-class F1, the paper's weighted F1); ``auroc_macro`` is one-vs-rest macro ROC-AUC
-    over the classes present in ``labels`` (NaN if fewer than two); ``precision_<c>``,
-    ``recall_<c>``, ``f1_<c>`` per class; ``confusion``: the (C, C) matrix (rows = true class) as
-    nested lists.
+    over the classes present in ``labels`` (NaN if fewer than two), ``ap_macro`` the same for
+    average precision (sklearn's ``average_precision_score``, one class vs the rest);
+    ``precision_<c>``, ``recall_<c>``, ``f1_<c>`` per class, ``auroc_<c>`` and ``ap_<c>`` per
+    class present (the paper's per-class ROC-AUC and AP); ``confusion``: the (C, C) matrix
+    (rows = true class) as nested lists.
     """
     from sklearn.metrics import (
+        average_precision_score,
         balanced_accuracy_score,
         confusion_matrix,
         f1_score,
@@ -37,10 +40,15 @@ def compute_metrics(probs: np.ndarray, labels: np.ndarray, names: list[str]) -> 
         out["balanced_accuracy"] = float(balanced_accuracy_score(labels, pred))
     present = np.unique(labels)
     if len(present) >= 2:
-        aucs = [roc_auc_score(labels == c, probs[:, c]) for c in present]
+        aucs = [float(roc_auc_score(labels == c, probs[:, c])) for c in present]
+        aps = [float(average_precision_score(labels == c, probs[:, c])) for c in present]
         out["auroc_macro"] = float(np.mean(aucs))
+        out["ap_macro"] = float(np.mean(aps))
+        for c, auc, ap in zip(present, aucs, aps, strict=True):
+            out[f"auroc_{names[c]}"] = auc
+            out[f"ap_{names[c]}"] = ap
     else:
-        out["auroc_macro"] = float("nan")
+        out["auroc_macro"] = out["ap_macro"] = float("nan")
     prec, rec, f1, _ = precision_recall_fscore_support(
         labels, pred, labels=list(range(n_classes)), average=None, zero_division=0)
     for i, name in enumerate(names):

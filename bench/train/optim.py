@@ -58,7 +58,7 @@ def make_scheduler(
         max_lr=max_lr,
         total_steps=total_steps,
         pct_start=max(spec.pct_start, 2 / total_steps),
-        anneal_strategy="cos",
+        anneal_strategy=spec.anneal,
         cycle_momentum=True,
         base_momentum=0.85,
         max_momentum=0.95,

@@ -71,7 +71,7 @@ def run_probe_bank(
     bs = protocol.batch_size
 
     def encode(x: Tensor) -> Tensor:
-        with torch.no_grad(), autocast(device):
+        with torch.no_grad(), autocast(device, protocol.precision):
             return backbone(norm(x)).float()
 
     if protocol.cache_features:
@@ -81,9 +81,10 @@ def run_probe_bank(
 
     def epoch_iter():
         if protocol.cache_features:
-            return _feature_batches(feat_set, bs, order_gen, weights)
+            return _feature_batches(feat_set, bs, order_gen, weights, protocol.drop_last)
         return ((encode(aug(x, aug_gen)), y) for x, y in
-                batches(train, bs, device, order_gen, drop_last=True, weights=weights))
+                batches(train, bs, device, order_gen, drop_last=protocol.drop_last,
+                        weights=weights))
 
     def loss_fn(f: Tensor, y: Tensor | None) -> Tensor:
         logits = bank(f)  # (S, B, C)
@@ -102,7 +103,7 @@ def run_probe_bank(
                 on_epoch("warmup", epoch, loss)
     opt = make_optimizer(param_groups([bank], protocol.optimizer.weight_decay),
                          protocol.optimizer, max_lr)
-    steps = n_batches(len(train), bs, drop_last=True)
+    steps = n_batches(len(train), bs, drop_last=protocol.drop_last)
     sched = make_scheduler(opt, protocol.schedule, max_lr, protocol.epochs * steps)
     for epoch in range(protocol.epochs):
         loss = run_epoch(loss_fn, opt, sched, epoch_iter()) / bank.n_heads
@@ -119,7 +120,8 @@ def run_probe_bank(
             for p, h in zip(probs, heads, strict=True)]
 
 
-def _feature_batches(data: ImageSet, bs: int, gen: torch.Generator, weights: Tensor | None):
+def _feature_batches(data: ImageSet, bs: int, gen: torch.Generator, weights: Tensor | None,
+                     drop_last: bool = True):
     n = len(data)
     if weights is not None:
         order = torch.multinomial(weights, n, replacement=True, generator=gen)
@@ -127,7 +129,7 @@ def _feature_batches(data: ImageSet, bs: int, gen: torch.Generator, weights: Ten
         order = torch.randperm(n, generator=gen)
     if data.items is not None:
         order = data.items[order]
-    stop = n - (n % bs) if n >= bs else n
+    stop = n - (n % bs) if n >= bs and drop_last else n
     for start in range(0, stop, bs):
         idx = order[start:start + bs].to(data.images.device)
         yield data.images[idx], data.labels[idx]

@@ -51,6 +51,11 @@ def run_trial(
     if protocol.cache_features and not search_only and after_epoch is None:
         raise ValueError("cache_features trains through the linear probe's HeadBank "
                          "(bench.protocols.linear_probe), not a plain trial")
+    if (not protocol.drop_last and len(train) % protocol.batch_size == 1
+            and (protocol.trains_encoder or protocol.train_bn)):
+        raise ValueError(f"drop_last: false leaves a last batch of 1 image of {len(train)} "
+                         f"(batch_size {protocol.batch_size}): BatchNorm cannot train on it; "
+                         "change batch_size or set drop_last: true")
     n_classes = len(class_names)
     head = nn.Linear(backbone.feature_dim, n_classes)
     init_linear(head, generator(seeds["head"]))
@@ -63,14 +68,15 @@ def run_trial(
     history: list[float] = []
 
     def loss_fn(x: Tensor, y: Tensor | None) -> Tensor:
-        with autocast(device):
+        with autocast(device, protocol.precision):
             logits = forward(aug(x, aug_gen))
         return F.cross_entropy(logits.float(), y)
 
     weights = balanced_weights(train) if protocol.sampling == "balanced" else None
 
     def epoch_iter():
-        return batches(train, bs, device, order_gen, drop_last=True, weights=weights)
+        return batches(train, bs, device, order_gen, drop_last=protocol.drop_last,
+                       weights=weights)
 
     def hook(phase: str, epoch: int, loss: float) -> None:
         history.append(loss)
@@ -108,7 +114,7 @@ def run_trial(
         return TrialResult(metrics={}, probs=np.zeros((0, n_classes), np.float32),
                            labels=np.zeros(0, np.int64), max_lr=max_lr, history=history,
                            lr_curve=curve)
-    steps = n_batches(len(train), bs, drop_last=True)
+    steps = n_batches(len(train), bs, drop_last=protocol.drop_last)
     sched = make_scheduler(opt, protocol.schedule, max_lr, protocol.epochs * steps)
     clean = protocol.model_copy(update={"tta": protocol.tta.model_copy(update={"mode": "clean"})})
     for epoch in range(protocol.epochs):
