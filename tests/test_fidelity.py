@@ -27,7 +27,8 @@ ISIC_EXTRA = {"AK": 63, "BCC": 274, "BKL": 110, "DF": 11, "MEL": 309, "NV": 458,
               "VASC": 12}
 VIEW = {"flip_p": 0.5, "jitter_p": 0.8, "brightness": 0.24, "contrast": 0.24, "saturation": 0.12,
         "hue": 0.06, "grayscale_p": 0.2, "blur_sigma": (0.1, 2.0), "blur_kernel": 13,
-        "rotate_p": 0.5, "rotate_deg": 45.0, "cutout_h": (50, 100), "cutout_w": (185, 190)}
+        "rotate_p": 0.5, "rotate_deg": 45.0, "cutout_h": (50, 100), "cutout_w": (185, 190),
+        "jitter": "kornia"}
 VIEW1 = {**VIEW, "blur_p": 1.0, "solarize_p": 0.0}
 VIEW2 = {**VIEW, "blur_p": 0.1, "solarize_p": 0.2}
 STAGE = {"method": "barlow_twins", "epochs": 100, "warmup_epochs": 1, "warmup_lr": 1e-3,
@@ -142,6 +143,8 @@ def test_oral_suite_follows_the_reference() -> None:
     stage = s.stages["O_SSLp"]
     assert stage.data == ["oral_normal:train", "oral_oscc:finetune"] and stage.repeat == [1, 10]
     _has(stage, STAGE, "O_SSLp")
+    _has(stage.views.view1, {**VIEW1, "cutout_p": 0.0}, "O_SSLp.views.view1")
+    _has(stage.views.view2, {**VIEW2, "cutout_p": 0.0}, "O_SSLp.views.view2")
     for name in ("fine_tune", "linear_probe"):
         p = s.protocols[name]
         _has(p, PROTOCOL, name)
@@ -455,3 +458,28 @@ def test_plan_explain_prints_every_setting_with_defaults_explicit(capsys) -> Non
     assert ft["schedule"]["anneal"] == "cos" and ft["drop_last"] is False
     assert ft["augment"]["crop_per_image"] is False and ft["tta"] == {"mode": "augment",
                                                                       "passes": 3}
+
+
+def test_kornia_jitter_mode_is_kornias_colorjitter() -> None:
+    import kornia
+
+    from bench.seeds import generator
+    from bench.ssl.augment import _kornia_jitter, colour_jitter
+
+    x = torch.rand(6, 3, 16, 16, generator=generator(0))
+    g = generator(1)
+    b, c = (0.76 + 0.48 * torch.rand(6, generator=g) for _ in range(2))
+    s, h = 0.88 + 0.24 * torch.rand(6, generator=g), 0.12 * torch.rand(6, generator=g) - 0.06
+    aug = kornia.augmentation.ColorJitter(0.24, 0.24, 0.12, 0.06, p=1.0)
+    aug(x)
+    for order in ([0, 1, 2, 3], [3, 2, 1, 0], [2, 0, 3, 1]):
+        params = {**aug._params, "brightness_factor": b, "contrast_factor": c,
+                  "saturation_factor": s, "hue_factor": h, "order": torch.tensor(order)}
+        assert torch.equal(_kornia_jitter(x, (b, c, s, h), order), aug(x, params=params))
+    # the order is drawn per batch from the view's generator; "fixed" keeps bench's own order
+    v = _view(jitter_p=1.0, brightness=0.24, contrast=0.24, saturation=0.12, hue=0.06)
+    kv = _view(jitter_p=1.0, brightness=0.24, contrast=0.24, saturation=0.12, hue=0.06,
+               jitter="kornia")
+    outs = {tuple(colour_jitter(x, kv, generator(i)).flatten()[:4].tolist()) for i in range(6)}
+    assert len(outs) == 6
+    assert not torch.equal(colour_jitter(x, v, generator(2)), colour_jitter(x, kv, generator(2)))

@@ -112,6 +112,11 @@ class ViewAugmentSpec(Strict):
     contrast: float = Field(0.24, ge=0, description="Contrast factor range 1 ± c.")
     saturation: float = Field(0.12, ge=0, description="Saturation factor range 1 ± s.")
     hue: float = Field(0.06, ge=0, le=0.5, description="Hue shift range ± h (turns).")
+    jitter: Literal["fixed", "kornia"] = Field(
+        "fixed", description="`fixed`: brightness → contrast → saturation/hue in HSV; `kornia`: "
+        "kornia's `ColorJitter` (torchvision's formulas: saturation blended with the grayscale, "
+        "a random order of the four steps per batch), as the reference code.",
+        json_schema_extra=KEYED_WHEN_SET)
     grayscale_p: float = Field(0.2, ge=0, le=1, description="Grayscale probability.")
     blur_p: float = Field(1.0, ge=0, le=1, description="Gaussian blur probability.")
     blur_sigma: tuple[float, float] = Field((0.1, 2.0), description="Blur σ range.")

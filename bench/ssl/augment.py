@@ -44,6 +44,8 @@ class ViewSpec:
     cutout_p: float = 0.0
     cutout_h: tuple[int, int] = (50, 100)
     cutout_w: tuple[int, int] = (185, 190)
+    jitter: str = "fixed"
+    """``fixed`` or ``kornia`` (see :func:`colour_jitter`)."""
 
 
 @dataclass(frozen=True)
@@ -104,7 +106,9 @@ def centre_dropout(x: Tensor, v: ViewSpec, gen: torch.Generator) -> Tensor:
 
 def colour_jitter(x: Tensor, v: ViewSpec, gen: torch.Generator) -> Tensor:
     """Brightness, contrast, saturation (factors ~ U(1 ± s)) and hue (shift ~ U(± hue) turns),
-    applied in that order to the images drawn with probability ``jitter_p``.
+    applied in that order to the images drawn with probability ``jitter_p``; with ``jitter:
+    kornia``, kornia's ``ColorJitter`` instead: the four steps in a random order drawn once per
+    batch, saturation blended with the grayscale.
 
     Saturation and hue are kornia's ``adjust_saturation`` then ``adjust_hue``, done in one
     RGB → HSV → RGB round trip (equal up to float rounding; a test checks it against the two
@@ -116,11 +120,16 @@ def colour_jitter(x: Tensor, v: ViewSpec, gen: torch.Generator) -> Tensor:
     c = uniform(n, 1 - v.contrast, 1 + v.contrast, gen)
     s = uniform(n, 1 - v.saturation, 1 + v.saturation, gen)
     h = uniform(n, -v.hue, v.hue, gen)
+    order = torch.randperm(4, generator=gen).tolist() if v.jitter == "kornia" else None
     if not bool(on.any()):
         return x
     idx = on.nonzero().squeeze(1)
     b, c, s, h = (on_device(t[idx], x, x.dtype) for t in (b, c, s, h))
     idx = on_device(idx, x)
+    if order is not None:
+        out = x.clone()
+        out[idx] = _kornia_jitter(x.index_select(0, idx).clamp(0, 1), (b, c, s, h), order)
+        return out
     y = (x.index_select(0, idx) * b[:, None, None, None]).clamp(0, 1)
     mean = kornia.color.rgb_to_grayscale(y).mean(dim=(1, 2, 3), keepdim=True)
     y = ((y - mean) * c[:, None, None, None] + mean).clamp(0, 1)
@@ -130,6 +139,18 @@ def colour_jitter(x: Tensor, v: ViewSpec, gen: torch.Generator) -> Tensor:
     out = x.clone()
     out[idx] = kornia.color.hsv_to_rgb(hsv).clamp(0, 1)
     return out
+
+
+def _kornia_jitter(y: Tensor, factors: tuple[Tensor, ...], order: list[int]) -> Tensor:
+    """kornia's ``ColorJitter`` steps (torchvision's formulas) in ``order`` (indices into
+    brightness, contrast, saturation, hue), each clamped to [0, 1]."""
+    e = kornia.enhance
+    steps = (e.adjust_brightness_accumulative, e.adjust_contrast_with_mean_subtraction,
+             e.adjust_saturation_with_gray_subtraction,
+             lambda t, f: e.adjust_hue(t, f * 2 * math.pi))
+    for i in order:
+        y = steps[i](y, factors[i]).clamp(0, 1)
+    return y
 
 
 def gaussian_blur(x: Tensor, v: ViewSpec, gen: torch.Generator) -> Tensor:

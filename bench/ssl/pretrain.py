@@ -50,7 +50,7 @@ def build_views(spec: StageSpec, kind: str) -> Callable:
     a = spec.augment
     one = TrainAugment(size=spec.image_size, crop_scale=tuple(a.crop_scale),
                        crop_ratio=tuple(a.crop_ratio), flip_p=a.flip_p, rotate_p=a.rotate_p,
-                       rotate_deg=a.rotate_deg)
+                       rotate_deg=a.rotate_deg, crop_per_image=a.crop_per_image)
     return lambda x, g: (one(x, g),)
 
 
