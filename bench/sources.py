@@ -28,6 +28,8 @@ WEIGHT_SOURCES: dict[str, str] = {
     "barlowtwins": "Barlow Twins ImageNet ResNet-50 (facebookresearch/barlowtwins, torch.hub "
                    "'resnet50'): https://dl.fbaipublicfiles.com/barlowtwins/ep1000_bs2048_lrw0.2"
                    "_lrb0.0048_lambd0.0051/resnet50.pth",
+    "vicreg200": "VICReg ImageNet ResNet-200 ×2 (facebookresearch/vicreg, arch resnet200_2x): "
+                 "https://dl.fbaipublicfiles.com/vicreg/resnet200x2.pth",
     "vicreg": "VICReg ImageNet ResNet-50 (facebookresearch/vicreg): "
               "https://dl.fbaipublicfiles.com/vicreg/resnet50.pth",
 }

@@ -93,7 +93,8 @@ def test_isic_suite_data_follow_the_reference() -> None:
     assert sum(ISIC_TRAIN.values()) == 2554 and sum(ISIC_EXTRA.values()) == 1280
     assert s.inits["SL"].weights == "torchvision:ResNet50_Weights.IMAGENET1K_V2"
     assert s.inits["SSL"].weights.startswith("file:") and "barlowtwins" in s.inits["SSL"].weights
-    assert {i.arch for i in s.inits.values()} == {"resnet50"}
+    assert (s.inits["SL"].arch, s.inits["SSL"].arch) == ("resnet50", "resnet50")
+    assert s.inits["VICReg200"].arch == "resnet200_2x"  # the discussion's optional init
     assert s.seeds.count == 35 and set(s.seeds.vary) == {"head", "order", "augment", "tta",
                                                          "lr_search"}
 
@@ -483,3 +484,29 @@ def test_kornia_jitter_mode_is_kornias_colorjitter() -> None:
     outs = {tuple(colour_jitter(x, kv, generator(i)).flatten()[:4].tolist()) for i in range(6)}
     assert len(outs) == 6
     assert not torch.equal(colour_jitter(x, v, generator(2)), colour_jitter(x, kv, generator(2)))
+
+
+def test_vicregs_resnet200_2x_has_its_checkpoint_layout() -> None:
+    from bench.models.registry import build_backbone
+    from bench.models.wide import WideResNet
+
+    with torch.device("meta"):  # structure only: no memory for 250 M parameters
+        big = build_backbone("resnet200_2x")
+    shapes = {k: tuple(v.shape) for k, v in big.state_dict().items()}
+    assert big.feature_dim == 4096 and not any(k.startswith("fc.") for k in shapes)
+    assert [len(getattr(big, f"layer{i}")) for i in range(1, 5)] == [3, 24, 36, 3]
+    # VICReg's widths (resnet.py, widen=2): a 128-channel stem, planes 128…1024, 4× expansion
+    assert shapes["conv1.weight"] == (128, 3, 7, 7) and shapes["bn1.weight"] == (128,)
+    assert shapes["layer1.0.conv1.weight"] == (128, 128, 1, 1)
+    assert shapes["layer1.0.conv3.weight"] == (512, 128, 1, 1)
+    assert shapes["layer1.0.downsample.0.weight"] == (512, 128, 1, 1)
+    assert shapes["layer4.2.conv2.weight"] == (1024, 1024, 3, 3)
+    assert shapes["layer4.2.conv3.weight"] == (4096, 1024, 1, 1)
+    assert sum(p.numel() for p in big.parameters()) == pytest.approx(250e6, rel=0.002)
+    small = WideResNet((1, 1, 1, 1), widen=2).eval()
+    x = torch.rand(2, 3, 32, 32)
+    assert small(x).shape == (2, 4096)
+    # VICReg pads by 1 with zeros, then convolves with padding 2: torchvision's padding 3
+    pad = nn.functional.conv2d(nn.functional.pad(x, (1, 1, 1, 1)), small.conv1.weight, stride=2,
+                               padding=2)
+    assert torch.allclose(pad, small.conv1(x), atol=1e-6)

@@ -11,6 +11,8 @@ ARCHS: dict[str, str] = {
     "resnet101": "torchvision ResNet-101, 2048-d",
     "resnet152": "torchvision ResNet-152, 2048-d",
     "wide_resnet50_2": "torchvision Wide ResNet-50-2, 2048-d",
+    "resnet50_2x": "VICReg's ResNet-50 ×2 (every width doubled), 4096-d",
+    "resnet200_2x": "VICReg's ResNet-200 ×2 (every width doubled), 4096-d, ~250 M parameters",
 }
 
 UNFREEZE_GROUPS = ("all", "layer4", "last_block")

@@ -25,6 +25,10 @@ def build_backbone(arch: str) -> nn.Module:
         from bench.models.tiny import TinyResNet
 
         return TinyResNet(width=8 if arch.endswith("_w8") else 16)
+    if arch.endswith("_2x"):
+        from bench.models.wide import build_wide
+
+        return build_wide(arch)
     import torchvision.models as tvm
 
     model = getattr(tvm, arch)(weights=None)
