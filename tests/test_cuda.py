@@ -112,3 +112,31 @@ def test_barlow_twins_stage_on_cuda() -> None:
     assert all(v.device.type == "cpu" for v in after.values())
     assert all(np.isfinite(v) for v in summary.values())
     assert any(not torch.equal(before[k], after[k]) for k in before if before[k].is_floating_point())
+
+
+@pytest.mark.parametrize(("precision", "dtype"), [("fp32", torch.float32),
+                                                  ("auto", torch.bfloat16),
+                                                  ("fp16", torch.float16)])
+def test_precision_decides_the_forward_dtype_on_cuda(precision: str, dtype: torch.dtype) -> None:
+    """``precision: fp32`` trains without autocast (the reference code); ``auto`` in bf16; fp16
+    with a loss scaler; each trial still learns."""
+    import bench.train.trial as trial
+
+    seen: list[torch.dtype] = []
+    real = trial.Classifier
+
+    class Spy(real):  # the classifier records the dtype of its head's output
+        def forward(self, x):
+            out = super().forward(x)
+            seen.append(out.dtype)
+            return out
+
+    train, test = _sets()
+    trial.Classifier = Spy
+    try:
+        res = run_trial(seeded_backbone("tiny_resnet", 0), _proto("fine_tune", precision=precision),
+                        train, test, CLASSES, trial_seeds(0, 0, []), GPU)
+    finally:
+        trial.Classifier = real
+    assert set(seen) == {dtype}
+    assert res.metrics["accuracy"] > 0.5

@@ -510,3 +510,23 @@ def test_vicregs_resnet200_2x_has_its_checkpoint_layout() -> None:
     pad = nn.functional.conv2d(nn.functional.pad(x, (1, 1, 1, 1)), small.conv1.weight, stride=2,
                                padding=2)
     assert torch.allclose(pad, small.conv1(x), atol=1e-6)
+
+
+def test_fp16_scales_its_losses_and_is_refused_without_cuda(tiny_suite: Path, capsys) -> None:
+    from bench.cli import main
+    from bench.train.loop import grad_scaler, step
+
+    assert grad_scaler(CPU, "fp32") is None and grad_scaler(CPU, "bf16") is None
+    # through a loss scaler, an optimiser step is the plain one (the scale cancels out)
+    updates = []
+    for scaler in (None, torch.amp.GradScaler("cpu", init_scale=1024.0)):
+        torch.manual_seed(0)
+        lin = nn.Linear(3, 1)
+        opt = torch.optim.SGD(lin.parameters(), lr=0.1)
+        step(lin(torch.ones(4, 3)).pow(2).mean(), opt, scaler)
+        updates.append(lin.weight.detach().clone())
+    assert torch.allclose(updates[0], updates[1])
+    rc = main(["run", str(tiny_suite), "--set", "protocols.ft.precision=fp16", "--quiet"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "protocols.ft.precision: fp16 needs a CUDA device" in err, err
+    assert not (tiny_suite.parent / "out" / "encoders").exists()  # nothing trained

@@ -9,15 +9,17 @@ from pydantic import Field, model_validator
 
 from bench.config.base import KEYED_WHEN_SET, Strict
 
-Precision = Literal["auto", "fp32", "bf16"]
+Precision = Literal["auto", "fp32", "bf16", "fp16"]
 """Arithmetic of forward passes: ``auto`` = bf16 autocast on CUDA, fp32 elsewhere; ``fp32`` = no
-autocast anywhere (the reference code); ``bf16`` = bf16 autocast on any device."""
+autocast anywhere (the reference code); ``bf16`` = bf16 autocast on any device; ``fp16`` = fp16
+autocast on CUDA with a loss scaler."""
 
 
 def precision_field() -> Any:
     """The ``precision`` field of stages and protocols."""
     return Field("auto", description="`auto` (bf16 autocast on CUDA, fp32 on the CPU), `fp32` "
-                 "(no autocast: the reference code) or `bf16`.", json_schema_extra=KEYED_WHEN_SET)
+                 "(no autocast: the reference code), `bf16`, or `fp16` (CUDA only, with a loss "
+                 "scaler).", json_schema_extra=KEYED_WHEN_SET)
 
 
 class OptimizerSpec(Strict):

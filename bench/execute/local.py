@@ -57,6 +57,19 @@ def pick_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def _check_precision(plan: Plan, device: torch.device) -> None:
+    """fp16 autocast exists on CUDA only: refused before anything trains."""
+    if device.type == "cuda":
+        return
+    used = [(f"stages.{s.name}", s.spec) for s in plan.stages]
+    used += [(f"protocols.{c.protocol}", c.spec) for c in plan.cells]
+    bad = sorted({where for where, spec in used if spec.precision == "fp16"})
+    if bad:
+        raise BenchError(f"{', '.join(w + '.precision' for w in bad)}: fp16 needs a CUDA device "
+                         f"and this run is on {device.type} (set precision: bf16 or fp32 there, "
+                         "or run where CUDA is)")
+
+
 class StopFlag:
     """A stop request shared with the unit runner (calling it reads it; no reference back to
     the executor, so the executor and its scratch folder go as soon as it is dropped)."""
@@ -83,6 +96,7 @@ class LocalExecutor:
         self.say = progress.say
         suite = plan.suite
         self.device = pick_device(suite.device)
+        _check_precision(plan, self.device)
         from bench.train.loop import set_compile
 
         set_compile(suite.compile or os.environ.get("BENCH_COMPILE") == "1")

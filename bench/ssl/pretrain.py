@@ -25,7 +25,7 @@ from bench.models.registry import frozen_modes, set_trainable
 from bench.seeds import derive_seed, generator
 from bench.ssl.augment import SSLViews, ViewSpec
 from bench.ssl.methods.base import Method
-from bench.train.loop import autocast, maybe_compile, prepare, run_epoch
+from bench.train.loop import autocast, grad_scaler, maybe_compile, prepare, run_epoch
 from bench.train.lr_finder import lr_find
 from bench.train.optim import make_optimizer, make_scheduler, param_groups
 
@@ -79,6 +79,7 @@ def run_stage(
     backbone = encoder.backbone
     views_fn = build_views(spec, method_cls.views)
     order_gen = generator(derive_seed(spec.seed, "order"))
+    scaler = grad_scaler(device, spec.precision)
     aug_gen = generator(derive_seed(spec.seed, "augment"))
     encoder.use_fast(maybe_compile(backbone, device))
 
@@ -99,6 +100,8 @@ def run_stage(
         method.load_state_dict(state["method"])
         order_gen.set_state(state["order_gen"])
         aug_gen.set_state(state["aug_gen"])
+        if scaler is not None and "scaler" in state:
+            scaler.load_state_dict(state["scaler"])
         start = int(state["epoch"]) + 1
         max_lr = float(state["max_lr"])
 
@@ -129,7 +132,7 @@ def run_stage(
             if not resuming and spec.lr_search.method == "lr_finder":
                 s = spec.lr_search
                 res = lr_find([backbone, method], opt, loss_fn, epoch_iter, s.start_lr, s.end_lr,
-                              s.num_it, s.suggestion)
+                              s.num_it, s.suggestion, scaler)
                 max_lr = res.suggestion
             sched = make_scheduler(opt, spec.schedule, max_lr,
                                    spec.epochs * n_batches(len(data), spec.batch_size, True))
@@ -138,7 +141,7 @@ def run_stage(
                 sched.load_state_dict(state["sched"])
         assert opt is not None
         loss = run_epoch(loss_fn, opt, None if warm else sched, epoch_iter(),
-                         f" (stage epoch {epoch})", lambda: method.after_step(encoder))
+                         f" (stage epoch {epoch})", lambda: method.after_step(encoder), scaler)
         summary["final_loss"] = loss
         if checkpoint is not None:
             _save(checkpoint, {
@@ -146,6 +149,7 @@ def run_stage(
                 "backbone": backbone.state_dict(), "method": method.state_dict(),
                 "opt": opt.state_dict(), "sched": sched.state_dict() if sched else {},
                 "order_gen": order_gen.get_state(), "aug_gen": aug_gen.get_state(),
+                **({"scaler": scaler.state_dict()} if scaler is not None else {}),
             })
         if on_epoch is not None:  # after the checkpoint: a hook may stop the stage here
             on_epoch("warmup" if warm else "train", epoch, loss)

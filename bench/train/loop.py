@@ -19,12 +19,34 @@ class NonFiniteLoss(RuntimeError):
 def autocast(device: torch.device, precision: str = "auto") -> contextlib.AbstractContextManager:
     """The forward passes' arithmetic (a stage's or protocol's ``precision``): ``auto`` = bf16
     autocast on CUDA and none elsewhere, ``fp32`` = no autocast, ``bf16`` = bf16 autocast on any
-    device."""
+    device, ``fp16`` = fp16 autocast on CUDA (its losses scaled, see :func:`grad_scaler`)."""
     if precision == "bf16" or (precision == "auto" and device.type == "cuda"):
         return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+    if precision == "fp16":
+        if device.type != "cuda":
+            raise ValueError("precision fp16 needs a CUDA device (use bf16 or fp32 on the CPU)")
+        return torch.autocast(device_type="cuda", dtype=torch.float16)
     if precision not in ("auto", "fp32"):
         raise ValueError(f"unknown precision {precision!r}")
     return contextlib.nullcontext()
+
+
+def grad_scaler(device: torch.device, precision: str) -> torch.amp.GradScaler | None:
+    """A loss scaler for fp16 training (fp16 gradients underflow without one); None otherwise."""
+    return torch.amp.GradScaler(device.type) if precision == "fp16" else None
+
+
+def step(loss: Tensor, optimizer: torch.optim.Optimizer,
+         scaler: torch.amp.GradScaler | None = None) -> None:
+    """Backward and one optimiser step (through the loss scaler when there is one)."""
+    optimizer.zero_grad(set_to_none=True)
+    if scaler is None:
+        loss.backward()
+        optimizer.step()
+        return
+    scaler.scale(loss).backward()
+    scaler.step(optimizer)
+    scaler.update()
 
 
 _COMPILE = {"on": False}
@@ -59,6 +81,7 @@ def run_epoch(
     batch_iter: Iterable[tuple[Tensor, Tensor | None]],
     where: str = "",
     after_step: Callable[[], None] | None = None,
+    scaler: torch.amp.GradScaler | None = None,
 ) -> float:
     """One pass over ``batch_iter``; returns the mean loss. Raises :class:`NonFiniteLoss`.
 
@@ -69,9 +92,7 @@ def run_epoch(
     n = 0
     for x, y in batch_iter:
         loss = loss_fn(x, y)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        step(loss, optimizer, scaler)
         if scheduler is not None:
             scheduler.step()
         if after_step is not None:

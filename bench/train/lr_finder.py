@@ -20,6 +20,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from bench.train.loop import step
+
 
 @dataclass
 class LRFinderResult:
@@ -88,6 +90,7 @@ def lr_find(
     end_lr: float = 10.0,
     num_it: int = 100,
     how: str = "valley",
+    scaler: torch.amp.GradScaler | None = None,
 ) -> LRFinderResult:
     """Run the finder and restore every module's state and the optimiser's state afterwards.
 
@@ -101,6 +104,7 @@ def lr_find(
     """
     saved_modules = [copy.deepcopy(m.state_dict()) for m in modules]
     saved_opt = copy.deepcopy(optimizer.state_dict())
+    saved_scaler = copy.deepcopy(scaler.state_dict()) if scaler is not None else None
     lrs: list[float] = []
     raw: list[float] = []
     smooth: list[float] = []
@@ -118,9 +122,7 @@ def lr_find(
                 it = batches()
                 x, y = next(it)
             loss = loss_fn(x, y)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+            step(loss, optimizer, scaler)
             value = float(loss.detach())
             lrs.append(lr)
             raw.append(value)
@@ -136,6 +138,8 @@ def lr_find(
         for m, state in zip(modules, saved_modules, strict=True):
             m.load_state_dict(state)
         optimizer.load_state_dict(saved_opt)
+        if scaler is not None and saved_scaler is not None:
+            scaler.load_state_dict(saved_scaler)
     finite = [(a, b) for a, b in zip(lrs, smooth, strict=True) if math.isfinite(b)]
     if len(finite) < 2:
         raise RuntimeError("the LR finder recorded fewer than 2 finite losses")

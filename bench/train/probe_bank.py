@@ -21,7 +21,7 @@ from bench.models.heads import HeadBank, Normalize
 from bench.models.registry import frozen_modes, set_trainable
 from bench.seeds import generator
 from bench.train.evaluate import EpochHook, TrialResult, augment_for, tta_probs
-from bench.train.loop import autocast, prepare, run_epoch, state_digest
+from bench.train.loop import autocast, grad_scaler, prepare, run_epoch, state_digest
 from bench.train.metrics import compute_metrics
 from bench.train.optim import make_optimizer, make_scheduler, param_groups
 
@@ -67,6 +67,7 @@ def run_probe_bank(
     bank = HeadBank(backbone.feature_dim, len(class_names),
                     [generator(s["head"]) for s in seeds_list]).to(device)
     aug = augment_for(protocol)
+    scaler = grad_scaler(device, protocol.precision)
     order_gen, aug_gen = generator(first["order"]), generator(first["augment"])
     bs = protocol.batch_size
 
@@ -97,7 +98,8 @@ def run_probe_bank(
         warm = make_optimizer(param_groups([bank], protocol.optimizer.weight_decay),
                               protocol.optimizer, protocol.warmup_lr)
         for epoch in range(protocol.n_warmup):
-            loss = run_epoch(loss_fn, warm, None, epoch_iter(), " (warm-up)") / bank.n_heads
+            loss = run_epoch(loss_fn, warm, None, epoch_iter(), " (warm-up)",
+                             scaler=scaler) / bank.n_heads
             history.append(loss)
             if on_epoch:
                 on_epoch("warmup", epoch, loss)
@@ -106,7 +108,7 @@ def run_probe_bank(
     steps = n_batches(len(train), bs, drop_last=protocol.drop_last)
     sched = make_scheduler(opt, protocol.schedule, max_lr, protocol.epochs * steps)
     for epoch in range(protocol.epochs):
-        loss = run_epoch(loss_fn, opt, sched, epoch_iter()) / bank.n_heads
+        loss = run_epoch(loss_fn, opt, sched, epoch_iter(), scaler=scaler) / bank.n_heads
         history.append(loss)
         if on_epoch:
             on_epoch("train", epoch, loss)

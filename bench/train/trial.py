@@ -20,7 +20,14 @@ from bench.models.heads import Classifier, init_linear
 from bench.models.registry import frozen_modes, set_trainable
 from bench.seeds import generator
 from bench.train.evaluate import AfterEpoch, EpochHook, TrialResult, augment_for, predict
-from bench.train.loop import autocast, maybe_compile, prepare, run_epoch, state_digest
+from bench.train.loop import (
+    autocast,
+    grad_scaler,
+    maybe_compile,
+    prepare,
+    run_epoch,
+    state_digest,
+)
 from bench.train.lr_choice import resolve_lr
 from bench.train.lr_finder import lr_find
 from bench.train.metrics import compute_metrics
@@ -62,6 +69,7 @@ def run_trial(
     model = prepare(Classifier(backbone, head, normalize=protocol.normalize), device)
     forward = maybe_compile(model, device)
     aug = augment_for(protocol)
+    scaler = grad_scaler(device, protocol.precision)
     order_gen, aug_gen = generator(seeds["order"]), generator(seeds["augment"])
     bs = protocol.batch_size
     probe = not protocol.trains_encoder
@@ -93,7 +101,8 @@ def run_trial(
         for epoch in range(protocol.n_warmup):
             frozen()
             head.train()
-            hook("warmup", epoch, run_epoch(loss_fn, warm_opt, None, epoch_iter(), " (warm-up)"))
+            hook("warmup", epoch, run_epoch(loss_fn, warm_opt, None, epoch_iter(), " (warm-up)",
+                                            scaler=scaler))
     # Phase 2: unfreeze (fine-tune) and run 1cycle at the searched or fixed lr.
     group = None if probe else "all"
     set_trainable(backbone, group, protocol.train_bn)
@@ -107,7 +116,7 @@ def run_trial(
     opt = make_optimizer(param_groups([model], protocol.optimizer.weight_decay),
                          protocol.optimizer, protocol.lr_search.lr)
     if max_lr is None:
-        max_lr, curve = _search_lr(protocol, [model], opt, loss_fn, epoch_iter)
+        max_lr, curve = _search_lr(protocol, [model], opt, loss_fn, epoch_iter, scaler)
     else:
         curve = None
     if search_only:
@@ -119,7 +128,7 @@ def run_trial(
     clean = protocol.model_copy(update={"tta": protocol.tta.model_copy(update={"mode": "clean"})})
     for epoch in range(protocol.epochs):
         set_modes()
-        hook("train", epoch, run_epoch(loss_fn, opt, sched, epoch_iter()))
+        hook("train", epoch, run_epoch(loss_fn, opt, sched, epoch_iter(), scaler=scaler))
         if after_epoch is not None:
             after_epoch(epoch, lambda data: predict(model, data, clean, aug, generator(0), device))
             set_modes()
@@ -134,7 +143,7 @@ def run_trial(
     )
 
 
-def _search_lr(protocol, modules, opt, loss_fn, epoch_iter):
+def _search_lr(protocol, modules, opt, loss_fn, epoch_iter, scaler=None):
     """The trial's lr when none was given (:func:`~bench.train.lr_choice.resolve_lr`): the fixed
     one, or the LR finder's suggestion on this trial's batches."""
     s = protocol.lr_search
@@ -143,5 +152,6 @@ def _search_lr(protocol, modules, opt, loss_fn, epoch_iter):
         raise ValueError("an optuna search runs before the trial; pass its max_lr")
     if lr != "lr_finder":
         return lr, None
-    res = lr_find(modules, opt, loss_fn, epoch_iter, s.start_lr, s.end_lr, s.num_it, s.suggestion)
+    res = lr_find(modules, opt, loss_fn, epoch_iter, s.start_lr, s.end_lr, s.num_it, s.suggestion,
+                  scaler)
     return res.suggestion, (res.lrs, res.losses)
