@@ -3,8 +3,8 @@
 Fine-tuning at 224 px through bench's own trial loop (``run_trial``: uint8 batches gathered into
 pinned buffers and copied on a side stream one batch ahead, augmentation on the device, bf16
 autocast, channels_last, cudnn.benchmark, fused AdamW), optionally with ``torch.compile``, against
-the same loop in fp32 NCHW; and a Barlow Twins stage (``run_stage``, last-block unfreezing as in
-the paper) in bf16 + channels_last vs fp32. Throughput is images/s of the second epoch (the first
+the same loop in fp32 (``precision: fp32``) NCHW; and a Barlow Twins stage (``run_stage``,
+last-block unfreezing as in the paper) in bf16 + channels_last vs fp32. Throughput is images/s of the second epoch (the first
 pays cuDNN autotuning and compilation).
 
 Two views of whether the data pipeline starves the GPU: ``gpu_busy`` is the throughput of the
@@ -52,21 +52,20 @@ def _sync(device: torch.device) -> None:
 
 
 @contextlib.contextmanager
-def fp32_nchw():
-    """bench's trial and stage loops with bf16 autocast and channels_last switched off (the
-    baseline): the two modules' own references to ``autocast``/``prepare`` are swapped."""
+def nchw():
+    """bench's trial and stage loops without channels_last (the baseline runs them with
+    ``precision: fp32`` as well): the two modules' own references to ``prepare`` are swapped."""
     import bench.ssl.pretrain as pre
     import bench.train.trial as tri
 
-    saved = [(m, m.autocast, m.prepare) for m in (tri, pre)]
-    for m, _, _ in saved:
-        m.autocast = lambda device: contextlib.nullcontext()
+    saved = [(m, m.prepare) for m in (tri, pre)]
+    for m, _ in saved:
         m.prepare = lambda module, device: module.to(device)
     try:
         yield
     finally:
-        for m, autocast, prepare in saved:
-            m.autocast, m.prepare = autocast, prepare
+        for m, prepare in saved:
+            m.prepare = prepare
 
 
 def epoch_times(fn, after_epoch: Callable[[int], None] | None = None) -> list[float]:
@@ -160,8 +159,9 @@ def main() -> int:
         tta={"mode": "clean"}))
     steps = n // batch
 
-    def finetune(on_epoch, data: ImageSet = train) -> None:
-        run_trial(seeded_backbone(arch, 0), proto, data, test, classes, seeds, device, on_epoch)
+    def finetune(on_epoch, data: ImageSet = train, precision: str = "auto") -> None:
+        spec = proto.model_copy(update={"precision": precision})
+        run_trial(seeded_backbone(arch, 0), spec, data, test, classes, seeds, device, on_epoch)
 
     out: dict[str, object] = {"benchmark": "gpu_throughput", "device": (
         torch.cuda.get_device_name() if device.type == "cuda" else "cpu (smoke)"),
@@ -186,8 +186,9 @@ def main() -> int:
         out["finetune_device_resident_img_s"] = out["finetune_bf16_cl_img_s"]
     record("gpu_busy", round(min(1.0, out["finetune_bf16_cl_img_s"]
                                  / out["finetune_device_resident_img_s"]), 3))
-    with fp32_nchw():
-        record("finetune_fp32_nchw_img_s", round(n / epoch_times(finetune)[-1]))
+    with nchw():
+        record("finetune_fp32_nchw_img_s",
+               round(n / epoch_times(lambda hook: finetune(hook, precision="fp32"))[-1]))
     record("finetune_speedup", round(out["finetune_bf16_cl_img_s"]
                                      / out["finetune_fp32_nchw_img_s"], 2))
     # the augmentation alone, for the same number of steps on a batch already on the device
@@ -206,13 +207,15 @@ def main() -> int:
         params={"projector": {"dims": [8192, 8192, 8192] if not args.smoke else [64, 64]}}))
     method = resolve_method("barlow_twins")
 
-    def stage(on_epoch) -> None:
-        run_stage(seeded_backbone(arch, 0), bt, method, ImageSet(images, None), None, device,
+    def stage(on_epoch, precision: str = "auto") -> None:
+        spec = bt.model_copy(update={"precision": precision})
+        run_stage(seeded_backbone(arch, 0), spec, method, ImageSet(images, None), None, device,
                   None, on_epoch)
 
     record("bt_bf16_cl_img_s", round(n / epoch_times(stage)[-1]))
-    with fp32_nchw():
-        record("bt_fp32_nchw_img_s", round(n / epoch_times(stage)[-1]))
+    with nchw():
+        record("bt_fp32_nchw_img_s",
+               round(n / epoch_times(lambda hook: stage(hook, precision="fp32"))[-1]))
     if not args.no_compile:  # last: compiling ResNet-50 takes the longest
         loop.set_compile(True)
         try:
