@@ -4,8 +4,8 @@ Fine-tuning at 224 px through bench's own trial loop (``run_trial``: uint8 batch
 pinned buffers and copied on a side stream one batch ahead, augmentation on the device, bf16
 autocast, channels_last, cudnn.benchmark, fused AdamW), optionally with ``torch.compile``, against
 the same loop in fp32 (``precision: fp32``) NCHW; and a Barlow Twins stage (``run_stage``,
-last-block unfreezing as in the paper) in bf16 + channels_last vs fp32. Throughput is images/s of the second epoch (the first
-pays cuDNN autotuning and compilation).
+last-block unfreezing as in the paper) in bf16 + channels_last vs fp32. Throughput is images/s of
+the second epoch (the first pays cuDNN autotuning and compilation).
 
 Two views of whether the data pipeline starves the GPU: ``gpu_busy`` is the throughput of the
 loop fed from host memory over that of the identical loop fed from images already on the GPU
