@@ -371,6 +371,12 @@ def test_one_crop_per_batch_and_a_linear_one_cycle() -> None:
     per_image = TrainAugment(16, flip_p=0, rotate_p=0)(x, generator(1))
     assert all(torch.equal(per_batch[0], per_batch[i]) for i in range(6))
     assert not all(torch.equal(per_image[0], per_image[i]) for i in range(6))
+    from bench.config.protocols import parse_protocol
+    from bench.train.evaluate import augment_for
+
+    spec = parse_protocol(dict(kind="fine_tune", train="d:train", test="d:test", epochs=1,
+                               augment={"crop_per_image": False}))
+    assert augment_for(spec).crop_per_image is False  # the protocol's train and TTA passes
     lrs = {}
     for anneal in ("cos", "linear"):
         opt = torch.optim.AdamW([nn.Parameter(torch.zeros(1))], lr=1.0)
@@ -382,9 +388,10 @@ def test_one_crop_per_batch_and_a_linear_one_cycle() -> None:
             sched.step()
         lrs[anneal] = seen
     start, peak = 1 / 25, 1.0
-    assert lrs["linear"][12] == pytest.approx(start + (peak - start) * 12 / 24, rel=1e-2)
-    assert lrs["cos"][12] == pytest.approx(start + (peak - start) * (1 - math.cos(math.pi * 12
-                                                                          / 24)) / 2, rel=1e-2)
+    for i in (6, 12, 18):  # a quarter, half and three quarters of the rise (24 steps)
+        assert lrs["linear"][i] == pytest.approx(start + (peak - start) * i / 24, rel=1e-2)
+        assert lrs["cos"][i] == pytest.approx(
+            start + (peak - start) * (1 - math.cos(math.pi * i / 24)) / 2, rel=1e-2)
 
 
 def test_drop_last_false_trains_on_the_last_partial_batch(monkeypatch) -> None:
@@ -394,14 +401,20 @@ def test_drop_last_false_trains_on_the_last_partial_batch(monkeypatch) -> None:
     from bench.models.registry import seeded_backbone
     from bench.seeds import trial_seeds
 
-    steps = []
-    real = trial.make_scheduler
+    steps, served = [], []
+    real, real_batches = trial.make_scheduler, trial.batches
 
     def spy(opt, spec, max_lr, total):
         steps.append(total)
         return real(opt, spec, max_lr, total)
 
+    def counted(*args, **kwargs):  # the batches a training epoch is really served
+        for i, b in enumerate(real_batches(*args, **kwargs)):
+            served.append(i + 1)
+            yield b
+
     monkeypatch.setattr(trial, "make_scheduler", spy)
+    monkeypatch.setattr(trial, "batches", counted)
     g = torch.Generator().manual_seed(0)
     data = ImageSet(torch.randint(0, 256, (22, 3, 16, 16), dtype=torch.uint8, generator=g),
                     torch.arange(22) % 2)
@@ -410,9 +423,10 @@ def test_drop_last_false_trains_on_the_last_partial_batch(monkeypatch) -> None:
                                    warmup_epochs=0, batch_size=8, image_size=16,
                                    drop_last=drop_last, lr_search={"method": "fixed"},
                                    tta={"mode": "clean"}))
+        served.clear()
         trial.run_trial(seeded_backbone("tiny_resnet_w8", 0), spec, data, data, ["a", "b"],
                         trial_seeds(0, 0, []), CPU)
-        assert steps[-1] == want
+        assert steps[-1] == want and max(served) == want
     one_left = parse_protocol(dict(kind="fine_tune", train="d:train", test="d:test", epochs=1,
                                    batch_size=7, image_size=16, drop_last=False))
     with pytest.raises(ValueError, match="last batch of 1 image"):
@@ -481,8 +495,18 @@ def test_kornia_jitter_mode_is_kornias_colorjitter() -> None:
     v = _view(jitter_p=1.0, brightness=0.24, contrast=0.24, saturation=0.12, hue=0.06)
     kv = _view(jitter_p=1.0, brightness=0.24, contrast=0.24, saturation=0.12, hue=0.06,
                jitter="kornia")
-    outs = {tuple(colour_jitter(x, kv, generator(i)).flatten()[:4].tolist()) for i in range(6)}
-    assert len(outs) == 6
+    from bench.data.augment import bernoulli, uniform
+
+    orders = set()
+    for i in range(8):  # the documented draws: gate, b, c, s, h, then the order
+        g = generator(i)
+        bernoulli(6, 1.0, g)
+        f = tuple(uniform(6, lo, hi, g) for lo, hi in ((0.76, 1.24), (0.76, 1.24), (0.88, 1.12),
+                                                      (-0.06, 0.06)))
+        order = torch.randperm(4, generator=g).tolist()
+        orders.add(tuple(order))
+        assert torch.allclose(colour_jitter(x, kv, generator(i)), _kornia_jitter(x, f, order))
+    assert len(orders) >= 3  # a random order per batch
     assert not torch.equal(colour_jitter(x, v, generator(2)), colour_jitter(x, kv, generator(2)))
 
 
@@ -530,3 +554,15 @@ def test_fp16_scales_its_losses_and_is_refused_without_cuda(tiny_suite: Path, ca
     err = capsys.readouterr().err
     assert rc == 2 and "protocols.ft.precision: fp16 needs a CUDA device" in err, err
     assert not (tiny_suite.parent / "out" / "encoders").exists()  # nothing trained
+
+
+def test_keys_of_finished_runs_stay_what_they_were(tiny_suite: Path) -> None:
+    """The tiny suite's keys as bench computed them before the options above existed: a store
+    written then still resumes without re-running anything."""
+    from conftest import suite_plan
+
+    plan = suite_plan(tiny_suite)
+    assert plan.inits["rnd"].key.startswith("1593fd123f82060a")
+    assert [s.key[:16] for s in plan.stages] == ["fd2cf2850bd917fb", "4076a1e5840accb1"]
+    assert plan.cells[0].key.startswith("234b223af9afc5b5")
+    assert plan.trials[0].key.startswith("df4544a6f8d1844172e9")
