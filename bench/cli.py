@@ -44,7 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
     p_run = sub.add_parser("run", help="run a suite's stages and trials (resumable)")
     _common(p_run)
     p_run.add_argument("-q", "--quiet", action="store_true", help="print only the summary")
-    p_run.add_argument("--workers", type=int, default=None, metavar="N",
+    p_run.add_argument("--workers", type=_positive, default=None, metavar="N",
                        help="run N worker processes on this machine (they share the work)")
     p_run.add_argument("--gpus", default=None, metavar="LIST",
                        help="one worker per listed GPU, e.g. --gpus 0,1,2,3")
@@ -115,6 +115,17 @@ def build_parser() -> argparse.ArgumentParser:
     p_welch.add_argument("--confidence", type=float, default=0.95, help="CI level")
     p_welch.add_argument("--json", action="store_true", help="print one JSON object")
     return parser
+
+
+def _positive(text: str) -> int:
+    """An integer ≥ 1 (argparse reports anything else as a usage error, exit 2)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: give a whole number of at least 1")
+    return value
 
 
 def _moments(text: str):

@@ -10,6 +10,7 @@ the encoder it starts from (root weights fingerprint, encoder key and sha256).
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import tempfile
@@ -98,10 +99,12 @@ class Artifacts:
         enc_dir = self.output / "encoders"
         enc_dir.mkdir(parents=True, exist_ok=True)
         path = enc_dir / f"{key}.pt"
+        buffer = io.BytesIO()  # the zip records are then named alike in every run: the same
+        torch.save(backbone.state_dict(), buffer)  # weights give the same bytes and sha256
+        encoder_bytes = buffer.getvalue()
         tmp = path.with_suffix(f".{os.getpid()}.tmp")
-        torch.save(backbone.state_dict(), tmp)
+        tmp.write_bytes(encoder_bytes)
         os.replace(tmp, path)
-        encoder_bytes = path.read_bytes()
         self._encoder_sha[key] = hashlib.sha256(encoder_bytes).hexdigest()
         self.tracker.set_tags(run_id, {Tag.ENCODER_SHA: self._encoder_sha[key]})
         upload = self.tmp / key / "encoder.pt"

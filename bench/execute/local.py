@@ -189,6 +189,7 @@ class LocalExecutor:
             needed = {s.key for s in plan.stages if s.key in self.only and s.key not in done}
         summary.stages_skipped = len(plan.stages) - len(needed)
         if pending or needed:
+            self.check_weights(pending, needed)
             self.guard(pending, needed)
         return pending, needed, since_ms
 
@@ -242,6 +243,23 @@ class LocalExecutor:
                 continue
             if all(snap.done(t.key) for t in self.plan.trials_of(cell)):
                 self.tracker.finish(rec.run_id)
+
+    def check_weights(self, pending: list[Trial], needed: set[str]) -> None:
+        """Open every weights file the pending work starts from (type, keys and shapes) before
+        anything trains: a bad file is one message and exit 2, not a failure per trial."""
+        from bench.models.weights import build_init
+
+        roots = {t.cell.init for t in pending} | {s.init for s in self.plan.stages
+                                                   if s.key in needed}
+        for name in sorted(roots):
+            spec = self.plan.suite.inits[name]
+            if spec.weights == "random":
+                continue
+            try:
+                build_init(spec.arch, spec.weights, spec.seed)
+            except Exception as exc:  # corrupt, empty, wrong keys or shapes, not a state dict
+                first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+                raise BenchError(f"inits.{name}.weights ({spec.weights}): {first}") from exc
 
     def _mine(self, key: str) -> bool:
         return self.only is None or key in self.only

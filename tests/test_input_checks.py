@@ -1,0 +1,56 @@
+"""Bad input costs nothing: checked before the first unit, exit 2 and a message naming the field
+and the file; and what bench writes is the same for the same content."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import suite_plan, suite_tracker
+
+from bench.cli import main
+
+
+@pytest.mark.parametrize("content", ["garbage", "empty", "wrong_shapes"])
+def test_weights_are_opened_before_anything_trains(tiny_suite: Path, capsys, content: str) -> None:
+    from bench.models.registry import seeded_backbone
+
+    weights = tiny_suite.parent / f"{content}.pt"
+    if content == "garbage":
+        weights.write_bytes(b"\x00not a state dict\xff" * 10)
+    elif content == "empty":
+        weights.write_bytes(b"")
+    else:  # a state dict of another width: every key there, shapes wrong
+        torch.save(seeded_backbone("tiny_resnet", 0).state_dict(), weights)
+    rc = main(["run", str(tiny_suite), "--quiet", "--set", f"inits.rnd.weights=file:{weights}"])
+    err = capsys.readouterr().err
+    assert rc == 2, err
+    assert f"inits.rnd.weights (file:{weights})" in err and len(err.strip().splitlines()) == 1
+    assert not (tiny_suite.parent / "out" / "encoders").exists()  # nothing trained
+    assert suite_tracker(tiny_suite).runs("trial") == []
+
+
+def test_the_same_weights_give_the_same_encoder_file(tiny_suite: Path) -> None:
+    from bench.execute.artifacts import Artifacts
+    from bench.models.registry import seeded_backbone
+
+    plan = suite_plan(tiny_suite)
+    tracker = suite_tracker(tiny_suite)
+    out = tiny_suite.parent / "out"
+    artifacts = Artifacts(plan, tracker, out)
+    for key in ("a" * 64, "b" * 64):  # two runs writing the same weights
+        run = tracker.start("stage", key, key[:4])
+        artifacts.save_encoder(key, seeded_backbone("tiny_resnet_w8", 0), run)
+    a, b = ((out / "encoders" / f"{k * 64}.pt").read_bytes() for k in "ab")
+    assert a == b
+    tags = [r.tags["bench.encoder_sha256"] for r in tracker.runs("stage")]
+    assert len(set(tags)) == 1
+
+
+@pytest.mark.parametrize("workers", ["0", "-2", "two"])
+def test_workers_below_one_are_a_usage_error(tiny_suite: Path, capsys, workers: str) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(["run", str(tiny_suite), "--workers", workers])
+    assert info.value.code == 2
+    assert "give a whole number of at least 1" in capsys.readouterr().err
