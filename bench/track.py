@@ -13,6 +13,7 @@ import hashlib
 import logging
 import os
 import platform
+import re
 import subprocess
 import time
 from collections.abc import Iterable, Iterator, Mapping
@@ -23,6 +24,16 @@ from pathlib import Path
 from typing import Any
 
 FINISHED, FAILED, KILLED, RUNNING = "FINISHED", "FAILED", "KILLED", "RUNNING"
+
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9_\-. /]")
+
+
+def metric_name(text: str) -> str:
+    """``text`` as an MLflow metric name: every character MLflow refuses (anything but letters,
+    digits, ``_ - . /`` and space) becomes ``_``. Reports show the original text; the plan
+    refuses two classes whose names would collide."""
+    return _UNSAFE.sub("_", text)
 
 
 class Tag:
@@ -332,7 +343,8 @@ class Tracker:
         from mlflow.entities import Metric
 
         now = int(time.time() * 1000)
-        items = [Metric(k, float(v), now, step) for k, v in metrics.items() if v == v]
+        items = [Metric(metric_name(k), float(v), now, step) for k, v in metrics.items()
+                 if v == v]
         for i in range(0, len(items), 1000):
             self.client.log_batch(run_id, metrics=items[i:i + 1000])
 

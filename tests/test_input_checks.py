@@ -54,3 +54,22 @@ def test_workers_below_one_are_a_usage_error(tiny_suite: Path, capsys, workers: 
         main(["run", str(tiny_suite), "--workers", workers])
     assert info.value.code == 2
     assert "give a whole number of at least 1" in capsys.readouterr().err
+
+
+def test_class_names_any_characters_train_log_and_report_as_named(tiny_suite: Path,
+                                                                  capsys) -> None:
+    names = "{c0: 'nevus (benign)', c1: 'a&b%c+<d>'}"
+    args = ["--set", f"datasets.tgt.class_map={names}", "--set", "grid.protocols=[lp]",
+            "--set", "grid.chains=[[]]", "--set", "contrasts=[]"]
+    assert main(["run", str(tiny_suite), "--quiet", *args]) == 0
+    runs = suite_tracker(tiny_suite).runs("trial")
+    assert runs and all(r.status == "FINISHED" for r in runs)
+    assert "test_f1_nevus _benign_" in runs[0].metrics  # the name MLflow accepts
+    out = tiny_suite.parent / "report"
+    assert main(["report", str(tiny_suite), *args, "--format", "markdown", "--out", str(out)]) == 0
+    text = next(out.glob("*.md")).read_text()
+    assert "nevus (benign)" in text  # shown as named
+    capsys.readouterr()
+    collide = ["--set", "datasets.tgt.class_map={c0: 'x(y', c1: 'x)y'}"]
+    assert main(["plan", str(tiny_suite), *collide]) == 2
+    assert "would log the same metric names" in capsys.readouterr().err

@@ -95,5 +95,6 @@ def build_dataset(name: str, spec: DatasetSpec, check_files: bool = True) -> Dat
     classes = spec.classes or sorted(records["label"].unique())
     if spec.format == "synthetic":
         assert spec.synthetic is not None
-        classes = synthetic.class_names(spec.synthetic.n_classes)
+        classes = list(dict.fromkeys(spec.class_map.get(c, c)  # renamed, in generator order
+                                     for c in synthetic.class_names(spec.synthetic.n_classes)))
     return Dataset(name=name, spec=spec, records=records, classes=classes)

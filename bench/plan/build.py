@@ -43,6 +43,21 @@ def _check_parts(suite: Suite, datasets: dict[str, Any], cells_spec: list) -> No
         raise DataError("\n".join(problems))
 
 
+def _check_metric_names(datasets: dict[str, Any]) -> None:
+    """Two classes of a dataset may not share a metric name (``f1_<class>`` and kin)."""
+    from bench.data.errors import DataError
+    from bench.track import metric_name
+
+    for name, ds in datasets.items():
+        seen: dict[str, str] = {}
+        for c in ds.classes:
+            other = seen.setdefault(metric_name(c), c)
+            if other != c:
+                raise DataError(f"dataset {name!r}: classes {other!r} and {c!r} would log the "
+                                f"same metric names ({metric_name(c)!r}); rename one with "
+                                "class_map")
+
+
 def build_plan(loaded: LoadedSuite, base_dir: Path | None = None, check_files: bool = True,
                lenient: bool = False) -> Plan:
     """Expand a validated suite into its plan (reads dataset records; decodes no pixels).
@@ -81,6 +96,7 @@ def build_plan(loaded: LoadedSuite, base_dir: Path | None = None, check_files: b
             datasets[name] = _placeholder(name, spec)
     if not missing:
         _check_parts(suite, datasets, cells_spec)
+        _check_metric_names(datasets)
 
     inits: dict[str, InitNode] = {}
     for name in dict.fromkeys(init for init, _, _ in cells_spec):

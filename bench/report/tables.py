@@ -18,9 +18,10 @@ from bench.analysis import (
     TrialPredictions,
     analyse,
 )
+from bench.config.names import parse_ref
 from bench.config.schema import Suite
 from bench.plan import Plan
-from bench.track import FINISHED
+from bench.track import FINISHED, metric_name
 
 __all__ = ["CellRow", "ContrastRow", "PartialOrder", "ReplicationRow", "ReportData",
            "build_report", "methods_paragraph"]
@@ -84,15 +85,16 @@ def _per_class(plan: Plan, finished: pd.DataFrame
     """Mean per-class F1 per cell, grouped by protocol."""
     if not len(finished):
         return {}, []
-    classes = sorted({c[3:] for c in finished.columns if c.startswith("f1_")
-                      and c not in ("f1_weighted", "f1_macro")})
+    classes = list(dict.fromkeys(  # the test sets' classes, as the data names them
+        c for cell in plan.cells for c in plan.datasets[parse_ref(cell.spec.test)[0]].classes))
     out: dict[str, list[tuple[str, dict[str, float]]]] = {}
     for name in plan.cell_names():
         cell = plan.replicates_of(name)[0]
         rows = finished[finished["cell"] == name]
         if rows.empty:
             continue
-        vals = {c: float(rows[f"f1_{c}"].mean()) for c in classes if f"f1_{c}" in rows}
+        vals = {c: float(rows[col].mean()) for c in classes
+                if (col := metric_name(f"f1_{c}")) in rows}
         out.setdefault(cell.protocol, []).append(("+".join([cell.init, *cell.chain]), vals))
     return out, classes
 
