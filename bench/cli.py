@@ -149,7 +149,40 @@ def _load(args: argparse.Namespace):
     from bench.track import default_tracking_uri
 
     uri = args.tracking_uri or loaded.suite.tracking_uri or default_tracking_uri(output)
+    _check_uri(uri, "--tracking-uri" if args.tracking_uri else "tracking_uri")
     return loaded, output, uri
+
+
+TRACKING_SCHEMES = ("sqlite", "file", "http", "https", "postgresql", "mysql", "mssql",
+                    "databricks")
+
+
+def _check_uri(uri: str, field: str) -> None:
+    """A tracking URI MLflow can open (its scheme), or a one-line error naming the setting."""
+    from bench.errors import BenchError
+
+    scheme = uri.split(":", 1)[0].split("+", 1)[0] if "://" in uri else "file"
+    if scheme not in TRACKING_SCHEMES:
+        raise BenchError(f"{field}: {uri!r} has an unsupported scheme {scheme!r}; use "
+                         "sqlite:///PATH, http(s)://HOST:PORT or a database URL "
+                         f"({', '.join(TRACKING_SCHEMES)})")
+
+
+def _output_folder(output: Path) -> Path:
+    """The output folder, made and writable, or a one-line error saying how to choose another."""
+    import os
+
+    from bench.errors import BenchError
+
+    try:
+        output.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise BenchError(f"output folder {output}: {exc.strerror or exc} (choose another with "
+                         "--output, or BENCH_OUTPUT for the shipped suites)") from exc
+    if not os.access(output, os.W_OK | os.X_OK):
+        raise BenchError(f"output folder {output}: not writable (choose another with --output, "
+                         "or BENCH_OUTPUT for the shipped suites)")
+    return output
 
 
 def _request(args: argparse.Namespace):
@@ -157,6 +190,7 @@ def _request(args: argparse.Namespace):
     from bench.execute.request import RunRequest
 
     _loaded, output, uri = _load(args)
+    _output_folder(output)
     gpus = tuple(g.strip() for g in args.gpus.split(",") if g.strip()) if args.gpus else None
     return RunRequest(suite=args.suite.resolve(), output=output.resolve(), tracking_uri=uri,
                       overrides=tuple(args.overrides), profile=args.profile,

@@ -73,3 +73,28 @@ def test_class_names_any_characters_train_log_and_report_as_named(tiny_suite: Pa
     collide = ["--set", "datasets.tgt.class_map={c0: 'x(y', c1: 'x)y'}"]
     assert main(["plan", str(tiny_suite), *collide]) == 2
     assert "would log the same metric names" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("override", "message"), [
+    ("protocols.lp.batch_size=40", "protocols.lp.batch_size: 40 is more than the 36 images"),
+    ("stages.sup.batch_size=64", "stages.sup.batch_size: 64 is more than the 60 images"),
+])
+def test_a_batch_larger_than_its_data_is_refused_by_the_plan(tiny_suite: Path, capsys,
+                                                            override: str, message: str) -> None:
+    assert main(["plan", str(tiny_suite), "--set", override]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_suite_output_and_tracking_uri_are_checked_up_front(tiny_suite: Path, tmp_path: Path,
+                                                            capsys) -> None:
+    latin = tmp_path / "latin1.yaml"
+    latin.write_bytes(tiny_suite.read_bytes().replace(b"a tiny suite", b"caf\xe9"))
+    assert main(["run", str(latin)]) == 2
+    assert "not UTF-8 text (byte" in capsys.readouterr().err
+    a_file = tmp_path / "a_file"
+    a_file.write_text("x")
+    assert main(["run", str(tiny_suite), "--output", str(a_file / "out")]) == 2
+    err = capsys.readouterr().err
+    assert f"output folder {a_file / 'out'}" in err and "--output" in err
+    assert main(["run", str(tiny_suite), "--tracking-uri", "foo://x"]) == 2
+    assert "--tracking-uri: 'foo://x' has an unsupported scheme 'foo'" in capsys.readouterr().err

@@ -285,6 +285,10 @@ def load_suite(
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise SuiteError([Located((), f"cannot read suite: {exc.strerror}", str(path))]) from exc
+    except UnicodeDecodeError as exc:
+        raise SuiteError([Located((), f"the suite is not UTF-8 text (byte {exc.start}: "
+                                      f"{exc.object[exc.start:exc.start + 1]!r}); save it as UTF-8",
+                                  str(path))]) from exc
     try:
         tree = _yaml().load(text)
     except MarkedYAMLError as exc:

@@ -41,6 +41,34 @@ def _check_parts(suite: Suite, datasets: dict[str, Any], cells_spec: list) -> No
                             f"{datasets[ds].parts})")
     if problems:
         raise DataError("\n".join(problems))
+    problems += _batch_problems(suite, datasets, cells_spec)
+    if problems:
+        raise DataError("\n".join(problems))
+
+
+def _batch_problems(suite: Suite, datasets: dict[str, Any], cells_spec: list) -> list[str]:
+    """A batch larger than the data it is drawn from trains on nothing (every batch dropped)."""
+
+    def size(ref: str) -> int:
+        ds, part = parse_ref(ref)
+        return len(datasets[ds].part(part))
+
+    out = []
+    for proto in dict.fromkeys(p for _, _, p in cells_spec):
+        spec = suite.protocols[proto]
+        n = size(spec.train)
+        if spec.drop_last and n < spec.batch_size:
+            out.append(f"protocols.{proto}.batch_size: {spec.batch_size} is more than the {n} "
+                       f"images of {spec.train}, so every batch would be dropped (lower it, or "
+                       "set drop_last: false)")
+    for st in dict.fromkeys(st for _, chain, _ in cells_spec for st in chain):
+        spec = suite.stages[st]
+        n = sum(size(r) * k for r, k in zip(spec.data, spec.repeat or [1] * len(spec.data),
+                                            strict=True))
+        if n < spec.batch_size:
+            out.append(f"stages.{st}.batch_size: {spec.batch_size} is more than the {n} images "
+                       "it trains on, so every batch would be dropped (lower it)")
+    return out
 
 
 def _check_metric_names(datasets: dict[str, Any]) -> None:
