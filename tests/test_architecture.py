@@ -256,7 +256,7 @@ def test_recipe_a_throwaway_protocol_kind_runs(tiny_suite: Path, monkeypatch) ->
     try:
         text = tiny_suite.read_text().replace("  lp:\n", "  nc:\n    kind: centroid\n"
                                               "    train: tgt:train\n    test: tgt:test\n"
-                                              "    epochs: 1\n    image_size: 16\n"
+                                              "    epochs: 1\n    image_size: 16\n    batch_size: 12\n"
                                               "    temperature: 0.5\n  lp:\n")
         tiny_suite.write_text(text)
         assert main(["run", str(tiny_suite), "--quiet", *_only("nc")]) == 0

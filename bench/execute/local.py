@@ -190,6 +190,7 @@ class LocalExecutor:
         summary.stages_skipped = len(plan.stages) - len(needed)
         if pending or needed:
             self.check_weights(pending, needed)
+            self.check_batches(pending, needed)
             self.guard(pending, needed)
         return pending, needed, since_ms
 
@@ -243,6 +244,15 @@ class LocalExecutor:
                 continue
             if all(snap.done(t.key) for t in self.plan.trials_of(cell)):
                 self.tracker.finish(rec.run_id)
+
+    def check_batches(self, pending: list[Trial], needed: set[str]) -> None:
+        """Say, before anything trains, where a batch is larger than its data."""
+        from bench.plan.build import batch_problems
+
+        cells = list({t.cell.key: t.cell for t in pending}.values())
+        for problem in batch_problems(self.plan, cells,
+                                      [s for s in self.plan.stages if s.key in needed]):
+            self.say(f"warning: {problem}")
 
     def check_weights(self, pending: list[Trial], needed: set[str]) -> None:
         """Open every weights file the pending work starts from (type, keys and shapes) before

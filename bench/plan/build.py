@@ -41,33 +41,32 @@ def _check_parts(suite: Suite, datasets: dict[str, Any], cells_spec: list) -> No
                             f"{datasets[ds].parts})")
     if problems:
         raise DataError("\n".join(problems))
-    problems += _batch_problems(suite, datasets, cells_spec)
-    if problems:
-        raise DataError("\n".join(problems))
 
 
-def _batch_problems(suite: Suite, datasets: dict[str, Any], cells_spec: list) -> list[str]:
-    """A batch larger than the data it is drawn from trains on nothing (every batch dropped)."""
+def batch_problems(plan: Plan, cells: list[Cell], stages: list[StageNode]) -> list[str]:
+    """Of the cells and stages about to train: a batch larger than the data it is drawn from
+    (each epoch is then one smaller batch: the batch size the suite states is not the one that
+    trains). Said before training, not when a plan is only read."""
+    suite, datasets = plan.suite, plan.datasets
 
     def size(ref: str) -> int:
         ds, part = parse_ref(ref)
         return len(datasets[ds].part(part))
 
     out = []
-    for proto in dict.fromkeys(p for _, _, p in cells_spec):
+    for proto in dict.fromkeys(c.protocol for c in cells):
         spec = suite.protocols[proto]
         n = size(spec.train)
         if spec.drop_last and n < spec.batch_size:
             out.append(f"protocols.{proto}.batch_size: {spec.batch_size} is more than the {n} "
-                       f"images of {spec.train}, so every batch would be dropped (lower it, or "
-                       "set drop_last: false)")
-    for st in dict.fromkeys(st for _, chain, _ in cells_spec for st in chain):
+                       f"images of {spec.train}: each epoch is one batch of {n}")
+    for st in dict.fromkeys(s.name for s in stages):
         spec = suite.stages[st]
         n = sum(size(r) * k for r, k in zip(spec.data, spec.repeat or [1] * len(spec.data),
                                             strict=True))
         if n < spec.batch_size:
             out.append(f"stages.{st}.batch_size: {spec.batch_size} is more than the {n} images "
-                       "it trains on, so every batch would be dropped (lower it)")
+                       f"it trains on: each epoch is one batch of {n}")
     return out
 
 
