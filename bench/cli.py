@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from pathlib import Path
 
 from bench.config.protocols import METRICS
-from bench.errors import EXIT_FAILED, EXIT_OK, EXIT_USAGE
+from bench.errors import EXIT_FAILED, EXIT_OK, EXIT_USAGE, BenchError
 from bench.execute import EXECUTORS
 
 
@@ -159,8 +160,6 @@ TRACKING_SCHEMES = ("sqlite", "file", "http", "https", "postgresql", "mysql", "m
 
 def _check_uri(uri: str, field: str) -> None:
     """A tracking URI MLflow can open (its scheme), or a one-line error naming the setting."""
-    from bench.errors import BenchError
-
     scheme = uri.split(":", 1)[0].split("+", 1)[0] if "://" in uri else "file"
     if scheme not in TRACKING_SCHEMES:
         raise BenchError(f"{field}: {uri!r} has an unsupported scheme {scheme!r}; use "
@@ -170,10 +169,6 @@ def _check_uri(uri: str, field: str) -> None:
 
 def _output_folder(output: Path) -> Path:
     """The output folder, made and writable, or a one-line error saying how to choose another."""
-    import os
-
-    from bench.errors import BenchError
-
     try:
         output.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -378,8 +373,6 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    from bench.errors import BenchError
-
     commands = {"run": cmd_run, "plan": cmd_plan, "report": cmd_report, "data": cmd_data,
                 "status": cmd_status, "verify": cmd_verify, "stats": cmd_stats}
     try:

@@ -22,6 +22,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from bench.config.training import AugmentSpec
+
 
 def on_device(t: Tensor, x: Tensor, dtype: torch.dtype | None = None) -> Tensor:
     """A parameter tensor drawn on the CPU, moved to ``x``'s device without a host sync (a
@@ -113,6 +115,13 @@ class TrainAugment:
     rotate_deg: float = 45.0
     crop_per_image: bool = True
     """False: one crop box for the whole batch (the reference code's batch transforms)."""
+
+    @classmethod
+    def of(cls, spec: AugmentSpec, size: int) -> TrainAugment:
+        """The recipe an ``augment:`` block of a suite describes, at ``size`` px."""
+        return cls(size=size, crop_scale=tuple(spec.crop_scale), crop_ratio=tuple(spec.crop_ratio),
+                   flip_p=spec.flip_p, rotate_p=spec.rotate_p, rotate_deg=spec.rotate_deg,
+                   crop_per_image=spec.crop_per_image)
 
     def __call__(self, x: Tensor, gen: torch.Generator) -> Tensor:
         """(B, 3, H, W) → (B, 3, size, size)."""

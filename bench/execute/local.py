@@ -257,7 +257,7 @@ class LocalExecutor:
     def check_weights(self, pending: list[Trial], needed: set[str]) -> None:
         """Open every weights file the pending work starts from (type, keys and shapes) before
         anything trains: a bad file is one message and exit 2, not a failure per trial."""
-        from bench.models.weights import build_init
+        from bench.models.weights import check_init
 
         roots = {t.cell.init for t in pending} | {s.init for s in self.plan.stages
                                                    if s.key in needed}
@@ -266,7 +266,7 @@ class LocalExecutor:
             if spec.weights == "random":
                 continue
             try:
-                build_init(spec.arch, spec.weights, spec.seed)
+                check_init(spec.arch, spec.weights)
             except Exception as exc:  # corrupt, empty, wrong keys or shapes, not a state dict
                 first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
                 raise BenchError(f"inits.{name}.weights ({spec.weights}): {first}") from exc

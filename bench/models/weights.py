@@ -19,7 +19,7 @@ from bench.models.files import (
     sha256_file,
     torchvision_weights_file,
 )
-from bench.models.registry import seeded_backbone
+from bench.models.registry import build_backbone, seeded_backbone
 
 __all__ = ["WeightsError", "build_init", "extract_encoder_state", "init_fingerprint",
            "load_into", "resolve_weights_path", "sha256_file", "torchvision_weights_file"]
@@ -72,13 +72,34 @@ def _is_tensor_dict(d: dict) -> bool:
 
 
 def load_into(backbone: nn.Module, state: dict[str, torch.Tensor], origin: str) -> list[str]:
-    """Load ``state`` into ``backbone``; error on missing/unexpected encoder keys.
+    """Load ``state`` into ``backbone``; error on missing/unexpected encoder keys or wrong shapes.
 
     Returns the keys that were ignored because they belong to a head (``fc.``, ``projector.``…).
     """
+    enc, ignored = match_state(backbone, state, origin)
+    backbone.load_state_dict(enc, strict=True)
+    return ignored
+
+
+def check_init(arch: str, source: str, base: Path | None = None) -> None:
+    """Open an init's weights file and match it to the architecture (keys and shapes) without
+    building the network: the model is made on the meta device (no memory, no init)."""
+    path = resolve_weights_path(source, base)
+    if path is None:
+        return
+    with torch.device("meta"):
+        backbone = build_backbone(arch)
+    match_state(backbone, load_state_file(path), str(path))
+
+
+def match_state(backbone: nn.Module, state: dict[str, torch.Tensor], origin: str
+                ) -> tuple[dict[str, torch.Tensor], list[str]]:
+    """(the encoder entries of ``state``, the head keys ignored), once every key and shape of
+    ``backbone`` is matched; :class:`WeightsError` listing what does not match otherwise."""
     ignored = sorted(k for k in state if k.startswith(_IGNORED_HEADS))
     enc = {k: v for k, v in state.items() if not k.startswith(_IGNORED_HEADS)}
-    expected = set(backbone.state_dict())
+    model = backbone.state_dict()
+    expected = set(model)
     missing = sorted(expected - set(enc))
     unexpected = sorted(set(enc) - expected)
     if missing or unexpected:
@@ -90,15 +111,11 @@ def load_into(backbone: nn.Module, state: dict[str, torch.Tensor], origin: str) 
             lines.append(f"  unexpected ({len(unexpected)}): {', '.join(unexpected[:20])}"
                          + (" …" if len(unexpected) > 20 else ""))
         raise WeightsError("\n".join(lines))
-    shapes = [
-        f"{k}: file {tuple(v.shape)} vs model {tuple(backbone.state_dict()[k].shape)}"
-        for k, v in enc.items()
-        if tuple(v.shape) != tuple(backbone.state_dict()[k].shape)
-    ]
+    shapes = [f"{k}: file {tuple(v.shape)} vs model {tuple(model[k].shape)}"
+              for k, v in enc.items() if tuple(v.shape) != tuple(model[k].shape)]
     if shapes:
         raise WeightsError(f"weights {origin} have wrong shapes: " + "; ".join(shapes[:10]))
-    backbone.load_state_dict(enc, strict=True)
-    return ignored
+    return enc, ignored
 
 
 def load_state_file(path: Path) -> dict[str, torch.Tensor]:

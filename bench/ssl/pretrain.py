@@ -47,10 +47,7 @@ def build_views(spec: StageSpec, kind: str) -> Callable:
             size=spec.image_size, view1=ViewSpec(**v.view1.model_dump()),
             view2=ViewSpec(**v.view2.model_dump()), crop_scale=tuple(v.crop_scale),
             crop_ratio=tuple(v.crop_ratio), crop_per_image=v.crop_per_image)
-    a = spec.augment
-    one = TrainAugment(size=spec.image_size, crop_scale=tuple(a.crop_scale),
-                       crop_ratio=tuple(a.crop_ratio), flip_p=a.flip_p, rotate_p=a.rotate_p,
-                       rotate_deg=a.rotate_deg, crop_per_image=a.crop_per_image)
+    one = TrainAugment.of(spec.augment, spec.image_size)
     return lambda x, g: (one(x, g),)
 
 

@@ -45,10 +45,7 @@ class TrialResult:
 
 def augment_for(p: ProtocolBase) -> TrainAugment:
     """The protocol's train augmentation (also used by TTA)."""
-    a = p.augment
-    return TrainAugment(size=p.image_size, crop_scale=tuple(a.crop_scale),
-                        crop_ratio=tuple(a.crop_ratio), flip_p=a.flip_p, rotate_p=a.rotate_p,
-                        rotate_deg=a.rotate_deg, crop_per_image=a.crop_per_image)
+    return TrainAugment.of(p.augment, p.image_size)
 
 
 @torch.no_grad()
