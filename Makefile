@@ -15,7 +15,7 @@ setup: $(STAMP)
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q -e '.[dev,slurm]'
+	$(BIN)/pip install -q -e '.[dev,slurm,postgres]'
 	touch $(STAMP)
 
 demo: setup

@@ -47,6 +47,9 @@ def build_parser() -> argparse.ArgumentParser:
     p_run.add_argument("-q", "--quiet", action="store_true", help="print only the summary")
     p_run.add_argument("--workers", type=_positive, default=None, metavar="N",
                        help="run N worker processes on this machine (they share the work)")
+    p_run.add_argument("--claims-uri", default=None, metavar="URI",
+                       help="where runners take their leases (default: BENCH_CLAIMS_URI, else "
+                            "leases.db beside mlflow.db); postgresql://… for many machines")
     p_run.add_argument("--gpus", default=None, metavar="LIST",
                        help="one worker per listed GPU, e.g. --gpus 0,1,2,3")
     p_run.add_argument("--executor", choices=list(EXECUTORS), default="local",
@@ -190,7 +193,7 @@ def _request(args: argparse.Namespace):
     return RunRequest(suite=args.suite.resolve(), output=output.resolve(), tracking_uri=uri,
                       overrides=tuple(args.overrides), profile=args.profile,
                       workers=len(gpus) if gpus else (args.workers or 1), gpus=gpus,
-                      quiet=args.quiet)
+                      quiet=args.quiet, claims_uri=args.claims_uri)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -221,7 +224,12 @@ def cmd_status(args: argparse.Namespace) -> int:
         from bench.track import Tracker
 
         status = Tracker(uri, loaded.suite.name, output / "artifacts").status_by_key()
-    print(describe_status(plan, status))
+    leases = None
+    if any(r.status == "RUNNING" for r in status.values()):
+        from bench.execute.leases import Leases, claims_uri_for
+
+        leases = Leases(claims_uri_for(None, uri, output))
+    print(describe_status(plan, status, leases))
     return EXIT_OK
 
 

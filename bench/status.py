@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-import time
 from collections import Counter
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 from bench.plan import Plan
 from bench.track import RunRecord, Tag
+
+if TYPE_CHECKING:
+    from bench.execute.leases import Leases
 
 STATES = ("FINISHED", "RUNNING", "FAILED", "KILLED", "pending")
 
@@ -24,10 +27,11 @@ def count_status(plan: Plan, status: Mapping[str, RunRecord]) -> Counter:
     return c
 
 
-def describe_status(plan: Plan, status: Mapping[str, RunRecord]) -> str:
+def describe_status(plan: Plan, status: Mapping[str, RunRecord],
+                    leases: Leases | None = None) -> str:
     """A table of stages and cells with their trial counts per state, the running units with
-    their owner and last heartbeat, and the failure reasons."""
-    from bench.execute.claims import claim_alive
+    their owner, lease and last heartbeat (from ``leases``, the claims store), and the failure
+    reasons."""
 
     lines = [f"suite {plan.suite.name}"]
     running: list[str] = []
@@ -54,14 +58,18 @@ def describe_status(plan: Plan, status: Mapping[str, RunRecord]) -> str:
         total += n
         lines.append(f"  {c.display:<44}" + "".join(f"{n[s]:>10}" for s in STATES))
     lines.append(f"  {'total':<44}" + "".join(f"{total[s]:>10}" for s in STATES))
-    now = time.time()
-    for r in status.values():
-        if r.status == "RUNNING" and r.kind != "cell":
-            beat = float(r.tags.get(Tag.HEARTBEAT, r.start_time / 1000))
-            alive = "alive" if claim_alive(r, now) else "dead (will be redone)"
-            running.append(f"  {r.kind} {r.tags.get('mlflow.runName', r.key[:12])}: "
-                           f"{r.tags.get(Tag.OWNER, '?')}, heartbeat {now - beat:.0f} s ago, "
-                           f"{alive}")
+    live = [r for r in status.values() if r.status == "RUNNING" and r.kind != "cell"]
+    rows = leases.rows(r.key for r in live) if leases is not None and live else {}
+    for r in live:
+        row = rows.get(r.key)
+        if row is not None and row.run_id == r.run_id:
+            alive = "alive" if leases is not None and leases.live(row) else \
+                "dead (will be redone)"
+            lease = f"lease generation {row.generation}, heartbeat {row.age:.0f} s ago, {alive}"
+        else:
+            lease = "no lease held for it: dead (will be redone)"
+        running.append(f"  {r.kind} {r.tags.get('mlflow.runName', r.key[:12])}: "
+                       f"{r.tags.get(Tag.OWNER, '?')}, {lease}")
     if running:
         lines += ["", "running:", *running]
     if failures:

@@ -43,7 +43,8 @@ class Tag:
     KEY = "bench.key"                   # the unit's content key
     FAILURE = "bench.failure"           # why a run FAILED or was KILLED
     OWNER = "bench.owner"               # the claimant (lease holder) of a RUNNING run
-    HEARTBEAT = "bench.heartbeat"       # the claimant's last heartbeat (ms)
+    LEASE = "bench.lease"               # <claims store id>:<lease generation> of the claim
+    CLAIMS = "bench.claims"             # the claims store (URI without password)
     CELL = "bench.cell"
     CELL_KEY = "bench.cell_key"
     SEED = "bench.seed"
@@ -193,10 +194,13 @@ def _create_sqlite_store(db: Path) -> None:
     """Create and migrate a new SQLite store under a temporary name, then move it into place:
     a process killed during MLflow's schema migration leaves no half-made store behind (call
     under :func:`store_lock`)."""
+    from bench.procs import remove_dead_leftovers
+
+    if db.parent.is_dir():  # a killed creator's half store and its journal
+        remove_dead_leftovers(db.parent.iterdir(),
+                              re.escape(f".{db.name}.") + r"(?P<pid>\d+)\.tmp(-journal)?")
     if db.exists():
         return
-    for left in db.parent.glob(f".{db.name}.*.tmp"):  # leftovers of killed creators
-        left.unlink(missing_ok=True)
     tmp = db.parent / f".{db.name}.{os.getpid()}.tmp"
     from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
 
@@ -329,6 +333,10 @@ class Tracker:
         if params:
             self.log_params(run.info.run_id, params)
         return run.info.run_id
+
+    def status(self, run_id: str) -> str:
+        """The run's status as the store has it now."""
+        return str(self.client.get_run(run_id).info.status)
 
     def log_params(self, run_id: str, params: Mapping[str, str]) -> None:
         """Log params in batches of 100."""

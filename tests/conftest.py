@@ -151,3 +151,90 @@ def fill_store(plan, output: Path, values: dict[str, list[float | None]],
         if not math.isnan(v):
             tracker.log_metrics(run, {f"test_{metric}": v})
         tracker.finish(run, FINISHED)
+
+
+def dead_pid() -> int:
+    """The pid of a process that has ended (for leftovers "made by a killed process")."""
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+@pytest.fixture(scope="session")
+def postgres_uri(tmp_path_factory):
+    """A throwaway PostgreSQL server on loopback (``initdb`` + ``postgres``), yielding its URI;
+    skipped where the binaries or the ``psycopg`` driver are missing. As root, the server runs
+    as the ``postgres`` user (PostgreSQL refuses root)."""
+    import shutil
+    import signal
+    import socket
+    import subprocess
+    import tempfile
+    import time
+
+    pytest.importorskip("psycopg", reason="PostgreSQL driver not installed (pip install "
+                                           "'bench[postgres]')")
+    initdb, server = shutil.which("initdb"), shutil.which("postgres")
+    if not (initdb and server):
+        pytest.skip("PostgreSQL binaries (initdb, postgres) not installed")
+    prefix: list[str] = []
+    folder = Path(tempfile.mkdtemp(prefix="bench-pg-"))
+    if os.geteuid() == 0:
+        import pwd
+
+        try:
+            user = pwd.getpwnam("postgres")
+        except KeyError:
+            pytest.skip("running as root and there is no 'postgres' user to run PostgreSQL")
+        os.chown(folder, user.pw_uid, user.pw_gid)
+        prefix = ["runuser", "-u", "postgres", "--"]
+    data = folder / "data"
+    done = subprocess.run([*prefix, initdb, "-D", str(data), "-A", "trust", "-U", "bench",
+                           "--no-sync"], capture_output=True, text=True)
+    if done.returncode != 0:
+        shutil.rmtree(folder, ignore_errors=True)
+        pytest.skip(f"initdb failed: {done.stderr.strip()[-300:]}")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen([*prefix, server, "-D", str(data), "-p", str(port), "-k", str(folder),
+                             "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    uri = f"postgresql://bench@127.0.0.1:{port}/postgres"
+    import psycopg
+
+    deadline = time.time() + 60
+    while True:
+        try:
+            psycopg.connect(uri).close()
+            break
+        except psycopg.OperationalError:
+            if proc.poll() is not None or time.time() > deadline:
+                proc.kill()
+                shutil.rmtree(folder, ignore_errors=True)
+                pytest.skip("PostgreSQL did not start")
+            time.sleep(0.3)
+    yield uri
+    os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture
+def postgres_database(postgres_uri: str) -> str:
+    """A fresh, empty database on the test PostgreSQL server; its URI."""
+    import uuid
+
+    import psycopg
+
+    name = f"bench_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(postgres_uri, autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name}")
+    return postgres_uri.rsplit("/", 1)[0] + f"/{name}"

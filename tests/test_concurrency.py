@@ -7,8 +7,10 @@ the metrics equal those of one uninterrupted process in another store (CPU runs 
 
 from __future__ import annotations
 
+import hashlib
 import os
 import random
+import re
 import signal
 import socket
 import subprocess
@@ -30,7 +32,7 @@ pytestmark = pytest.mark.slow
 # the tiny suite with a per-cell LR finder on the fine-tune cells (a claimable search unit)
 SEARCH = "    tta: {{passes: 2}}\n"
 SUITE = TINY_SUITE.replace(SEARCH, SEARCH + "    lr_search: {{method: lr_finder, num_it: 10}}\n")
-ENV = {"BENCH_POLL_S": "0.3", "BENCH_CLAIM_FENCE_S": "0.5", "PYTHONUNBUFFERED": "1", "BENCH_PLAIN": "1"}
+ENV = {"BENCH_POLL_S": "0.3", "PYTHONUNBUFFERED": "1", "BENCH_PLAIN": "1"}
 
 
 def _write(folder: Path) -> Path:
@@ -67,12 +69,12 @@ def _assert_exactly_once(suite: Path, uri: str | None = None) -> None:
 
 
 def _trained_lines(outputs: list[str]) -> Counter:
-    """'[k/n] <cell> seed=<s>: …' lines across workers: which trials each process trained."""
+    """'[k/n] <cell> seed=<s>: accuracy …' lines across processes and workers (prefixed
+    '[w<i>] '): how often each trial was trained."""
     seen: Counter = Counter()
     for text in outputs:
-        for line in text.splitlines():
-            if "seed=" in line and ": accuracy" in line and "] " in line:
-                seen[line.split("] ", 1)[1].split(":")[0].strip()] += 1
+        seen.update(m.group(1) for m in re.finditer(r"\[\d+/\d+\] (\S+ seed=\d+): accuracy",
+                                                    text))
     return seen
 
 
@@ -86,15 +88,97 @@ def reference(tmp_path_factory) -> dict[str, tuple[float, float]]:
     return _metrics(suite)
 
 
-def test_two_concurrent_processes_run_every_unit_once(tmp_path: Path, reference) -> None:
+def test_two_runners_of_three_workers_run_every_unit_once(tmp_path: Path, reference) -> None:
     suite = _write(tmp_path)
-    procs = [_bench("run", str(suite), cwd=tmp_path) for _ in range(2)]
-    outs = [p.communicate(timeout=300)[0] for p in procs]
+    procs = [_bench("run", str(suite), "--workers", "3", cwd=tmp_path) for _ in range(2)]
+    outs = [p.communicate(timeout=400)[0] for p in procs]
     assert [p.returncode for p in procs] == [0, 0], outs
+    assert all("started 3 worker(s)" in out for out in outs)
     _assert_exactly_once(suite)
     trained = _trained_lines(outs)
     assert len(trained) == 8 and set(trained.values()) == {1}, trained
     assert _metrics(suite) == reference
+
+
+def _locked(out: Path) -> bool:
+    """Whether a process holds the write lock of the output's SQLite stores."""
+    import sqlite3
+
+    for db in (out / "mlflow.db", out / "leases.db"):
+        conn = sqlite3.connect(db, timeout=0, isolation_level=None)
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            conn.execute("ROLLBACK")
+        except sqlite3.OperationalError:
+            return True
+        finally:
+            conn.close()
+    return False
+
+
+def _stage_lease(leases, stage_key: str, pid: int):
+    """The lease row of ``stage_key`` when process ``pid`` holds it and trains under it."""
+    row = leases.rows([stage_key]).get(stage_key)
+    if row is not None and row.state == "held" and row.owner.split(":")[1] == str(pid) \
+            and row.run_id is not None:
+        return row
+    return None
+
+
+@pytest.mark.parametrize("store", ["sqlite", "postgresql"])
+def test_a_paused_runner_never_finishes_its_unit_twice(tmp_path: Path, store: str,
+                                                       request) -> None:
+    """Runner A is stopped (SIGSTOP) while it trains a stage and stays stopped past the TTL;
+    runner B takes the stage over and finishes the suite; A, resumed (SIGCONT), finds its lease
+    taken, discards its result and leaves B's runs and encoder as they were."""
+    from bench.execute.leases import Leases, claims_uri_for
+    from bench.track import KILLED, Tag
+
+    suite = _write(tmp_path)
+    small = ["stages.sup.epochs=20", "grid.chains=[[sup]]", "grid.protocols=[lp]",
+             "seeds.count=1", "contrasts=[]"]
+    args = ["run", str(suite), *[a for o in small for a in ("--set", o)]]
+    uri = claims_uri_for(None, f"sqlite:///{tmp_path / 'out' / 'mlflow.db'}", tmp_path / "out")
+    if store == "postgresql":
+        uri = request.getfixturevalue("postgres_database")
+        args += ["--claims-uri", uri]
+    env = {"BENCH_HEARTBEAT_S": "0.3", "BENCH_CLAIM_TTL": "1.5"}
+    a = _bench(*args, cwd=tmp_path, env=env)
+    plan = _plan(suite, *small)
+    sup = next(s for s in plan.stages if s.name == "sup")
+    leases, deadline = None, time.time() + 120
+    while True:  # wait until A trains the stage, then stop it outside any SQLite write
+        if leases is None and (store == "postgresql" or (tmp_path / "out" / "leases.db").exists()):
+            leases = Leases(uri, ttl=1.5, heartbeat=0.3)
+        if leases is not None and _stage_lease(leases, sup.key, a.pid):
+            a.send_signal(signal.SIGSTOP)
+            if not _locked(tmp_path / "out"):
+                break
+            a.send_signal(signal.SIGCONT)  # a stopped writer would block every process
+        assert a.poll() is None and time.time() < deadline, a.communicate()[0]
+        time.sleep(0.02)
+    try:
+        held = _stage_lease(leases, sup.key, a.pid)
+        assert held is not None, "A finished the stage before it could be paused"
+        b = _bench(*args, cwd=tmp_path, env=env)
+        out_b, _ = b.communicate(timeout=300)
+        assert b.returncode == 0, out_b
+        encoder = tmp_path / "out" / "encoders" / f"{sup.key}.pt"
+        before = encoder.stat()
+    finally:
+        a.send_signal(signal.SIGCONT)
+    out_a, _ = a.communicate(timeout=300)
+    assert a.returncode == 0, out_a
+    assert f"stage {sup.display}: lost its lease (generation {held.generation})" in out_a
+    assert "its result is discarded" in out_a
+    _assert_exactly_once_finished(suite, *small)
+    runs = {r.run_id: r for r in _tracker(suite).runs_for_key(sup.key)}
+    assert runs[held.run_id].status == KILLED
+    (winner,) = [r for r in runs.values() if r.status == FINISHED]
+    after = encoder.stat()
+    assert (after.st_ino, after.st_mtime_ns) == (before.st_ino, before.st_mtime_ns)
+    assert hashlib.sha256(encoder.read_bytes()).hexdigest() == winner.tags[Tag.ENCODER_SHA]
+    assert not list(encoder.parent.glob("*.tmp"))
 
 
 def _free_port() -> int:
@@ -171,9 +255,9 @@ def test_ten_sigkills_lose_nothing_and_change_nothing(tmp_path: Path, reference)
     assert _metrics(suite) == reference
 
 
-def _assert_exactly_once_finished(suite: Path) -> None:
+def _assert_exactly_once_finished(suite: Path, *overrides: str) -> None:
     """After kills, KILLED runs may remain beside the FINISHED one; never two FINISHED."""
-    plan = _plan(suite)
+    plan = _plan(suite, *overrides)
     runs = _tracker(suite).runs()
     finished = Counter(r.key for r in runs if r.status == FINISHED and r.kind != "cell")
     units = [s.key for s in plan.stages] + [t.key for t in plan.trials]

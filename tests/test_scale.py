@@ -13,7 +13,9 @@ import torch
 from conftest import suite_tracker
 
 from bench.cli import main
+from bench.errors import BenchError
 from bench.execute import claims
+from bench.execute.leases import LeaseLost, Leases, check_timing, new_owner, retire_owner
 from bench.execute.slurm import chunks, pack_units, waves
 from bench.plan import build_plan, load_suite
 from bench.track import FINISHED, KILLED, RUNNING, Tracker, default_tracking_uri
@@ -22,65 +24,77 @@ _tracker = suite_tracker
 
 
 # ---------------------------------------------------------------- claims
-def test_claim_is_exclusive_and_expires(tiny_suite: Path, monkeypatch) -> None:
-    tracker = _tracker(tiny_suite)
-    a, b = claims.new_owner(), claims.new_owner()
-    first = claims.claim(tracker, a, "trial", "k1", "x")
-    assert first is not None
-    assert claims.claim(tracker, b, "trial", "k1", "x") is None  # held by a live owner
-    assert [r.run_id for r in tracker.runs_for_key("k1")] == [first]  # the loser left nothing
-    claims.retire_owner(a)  # its process "ended": the claim is dead at once on this host
-    assert claims.close_dead(tracker, tracker.runs()) == 1
+def _claims(tracker: Tracker, folder: Path, owner: str | None = None, ttl: float = 180,
+            heartbeat: float = 30) -> claims.Claims:
+    """An owner's claims on ``tracker`` under the lease table ``folder/leases.db``."""
+    table = Leases(f"sqlite:///{folder / 'leases.db'}", ttl=ttl, heartbeat=heartbeat)
+    return claims.Claims(tracker, table, owner or new_owner())
+
+
+def test_claim_is_exclusive_and_taken_over_only_from_the_dead(tiny_suite: Path) -> None:
+    tracker, folder = _tracker(tiny_suite), tiny_suite.parent
+    a, b = _claims(tracker, folder), _claims(tracker, folder)
+    first = a.claim("trial", "k1", "x")
+    assert first is not None and first.lease.generation == 1
+    assert b.claim("trial", "k1", "x") is None  # held by a live owner
+    assert [r.run_id for r in tracker.runs_for_key("k1")] == [first.run_id]  # the loser: nothing
+    retire_owner(a.owner)  # its process "ended": the claim is dead at once on this host
+    assert b.close_dead(tracker.runs()) == 1
     assert tracker.runs_for_key("k1")[0].status == KILLED
-    second = claims.claim(tracker, b, "trial", "k1", "x")
-    assert second is not None
-    tracker.finish(second)
-    assert claims.claim(tracker, claims.new_owner(), "trial", "k1", "x") is None  # finished
-    # another host's claim lives while its heartbeat is fresh, then expires after the TTL
-    other = f"elsewhere:{os.getpid()}:abc"
-    run = claims.claim(tracker, other, "trial", "k2", "y")
-    assert run is not None
-    assert claims.claim(tracker, b, "trial", "k2", "y") is None
-    monkeypatch.setenv("BENCH_CLAIM_TTL", "0.2")
-    time.sleep(0.3)
-    assert claims.claim(tracker, b, "trial", "k2", "y") is not None
-    assert claims.close_dead(tracker, tracker.runs()) == 1  # the expired one
+    second = b.claim("trial", "k1", "x")
+    assert second is not None and second.lease.generation == 3  # voided once, then taken
+    with b.leases.fenced(second.lease):
+        tracker.finish(second.run_id)
+    assert _claims(tracker, folder).claim("trial", "k1", "x") is None  # finished
+    # another host's claim lives while its heartbeat is fresh (by the database clock), then
+    # expires after the TTL and is taken over: the taker marks the old run KILLED
+    other = _claims(tracker, folder, f"elsewhere:{os.getpid()}:abc", ttl=0.4, heartbeat=0.1)
+    held = other.claim("trial", "k2", "y")
+    impatient = _claims(tracker, folder, b.owner, ttl=0.4, heartbeat=0.1)
+    assert held is not None and impatient.claim("trial", "k2", "y") is None
+    time.sleep(0.5)
+    taken = impatient.claim("trial", "k2", "y")
+    assert taken is not None and taken.lease.generation == 2
+    old = next(r for r in tracker.runs_for_key("k2") if r.run_id == held.run_id)
+    assert old.status == KILLED and "taken over" in old.tags["bench.failure"]
 
 
-@pytest.mark.parametrize("fenced", [False, True], ids=["sqlite-lock", "server-fence"])
-def test_racing_claimants_win_each_key_once(tmp_path: Path, monkeypatch, fenced: bool) -> None:
-    """Four claimants (threads, each with its own client and owner) claim eight keys in shuffled
-    orders. In the fenced run every write lands up to 0.3 s after its start time (a server under
-    load), so a rival that started earlier can become visible after a claimant has read the key's
-    runs: the race that let two processes train one trial when claims were ordered by start time
-    without a fence."""
+def test_a_writer_that_lost_its_lease_writes_nothing(tiny_suite: Path) -> None:
+    """The fence: after a take-over the old holder can neither renew nor end its unit."""
+    tracker, folder = _tracker(tiny_suite), tiny_suite.parent
+    slow = _claims(tracker, folder, f"elsewhere:{os.getpid()}:slow", ttl=0.4, heartbeat=0.1)
+    paused = slow.claim("trial", "f1", "x")
+    assert paused is not None
+    time.sleep(0.5)  # "paused" past the TTL
+    rival = _claims(tracker, folder, ttl=0.4, heartbeat=0.1).claim("trial", "f1", "x")
+    assert rival is not None
+    assert slow.leases.renew([paused.lease]) == [paused.lease]
+    with pytest.raises(LeaseLost, match=r"generation 1.*generation 2"):
+        with slow.leases.fenced(paused.lease):
+            tracker.finish(paused.run_id)  # never reached
+    assert not slow.leases.release(paused.lease)
+    statuses = {r.run_id: r.status for r in tracker.runs_for_key("f1")}
+    assert statuses == {paused.run_id: KILLED, rival.run_id: RUNNING}
+
+
+def test_racing_claimants_win_each_key_once(tmp_path: Path) -> None:
+    """Four claimants (threads, each with its own MLflow client, lease engine and owner) claim
+    eight keys in shuffled orders: each key is won once and the losers leave nothing."""
     import random
     import threading
 
     uri = default_tracking_uri(tmp_path)
     Tracker(uri, "race")  # the store exists before the race
-    monkeypatch.setenv("BENCH_CLAIM_FENCE_S", "0.6")
-    if fenced:
-        monkeypatch.setattr(claims, "store_lock", lambda uri: None)
     keys = [f"k{i}" for i in range(8)]
     wins: list[list[str]] = [[] for _ in range(4)]
     go = threading.Barrier(4)
 
     def claimant(i: int) -> None:
         rng = random.Random(i)
-        tracker = Tracker(uri, "race")
-        if fenced:
-            start = tracker.start
-
-            def slow_start(*args, **kwargs):
-                time.sleep(rng.uniform(0.0, 0.3))
-                return start(*args, **kwargs)
-
-            tracker.start = slow_start  # type: ignore[method-assign]
-        owner = claims.new_owner()
+        mine = _claims(Tracker(uri, "race"), tmp_path)
         order = rng.sample(keys, len(keys))
         go.wait()
-        wins[i] = [k for k in order if claims.claim(tracker, owner, "trial", k, k) is not None]
+        wins[i] = [k for k in order if mine.claim("trial", k, k) is not None]
 
     threads = [threading.Thread(target=claimant, args=(i,)) for i in range(4)]
     for t in threads:
@@ -89,67 +103,45 @@ def test_racing_claimants_win_each_key_once(tmp_path: Path, monkeypatch, fenced:
         t.join(timeout=120)
     assert sorted(k for w in wins for k in w) == keys, wins
     runs = Tracker(uri, "race").runs()
-    assert sorted(r.key for r in runs) == keys  # the losers left nothing behind
+    assert sorted(r.key for r in runs) == keys
     assert {r.status for r in runs} == {RUNNING}
 
 
-def test_a_fenced_claim_yields_to_an_older_rival_that_appears_late(tiny_suite: Path,
-                                                                   monkeypatch) -> None:
-    tracker = _tracker(tiny_suite)
-    monkeypatch.setattr(claims, "store_lock", lambda uri: None)
-    monkeypatch.setenv("BENCH_CLAIM_FENCE_S", "0.5")
-    rival = {}
-    start = tracker.start
-
-    def start_then_rival(*args, **kwargs):  # an older claim whose write lands after ours
-        mine = start(*args, **kwargs)
-        tags = {claims.OWNER_TAG: "elsewhere:1:x", claims.HEARTBEAT_TAG: f"{time.time():.3f}"}
-        rival["id"] = start("trial", "late", "r", tags=tags,
-                            start_time=kwargs["start_time"] - 100)
-        return mine
-
-    monkeypatch.setattr(tracker, "start", start_then_rival)
-    assert claims.claim(tracker, claims.new_owner(), "trial", "late", "x") is None
-    assert [r.run_id for r in tracker.runs_for_key("late")] == [rival["id"]]
-
-    def slow_start(*args, **kwargs):  # a write slower than the fence cannot be ordered: give up
-        time.sleep(0.6)
-        return start(*args, **kwargs)
-
-    monkeypatch.setattr(tracker, "start", slow_start)
-    assert claims.claim(tracker, claims.new_owner(), "trial", "slow", "x") is None
-    assert tracker.runs_for_key("slow") == []
-    monkeypatch.setattr(tracker, "start", start)
-    assert claims.claim(tracker, claims.new_owner(), "trial", "slow", "x") is not None
-
-
-@pytest.mark.parametrize("fenced", [False, True], ids=["sqlite-lock", "server-fence"])
-def test_claim_many_skips_held_keys_and_waits_one_fence(tiny_suite: Path, monkeypatch,
-                                                         fenced: bool) -> None:
-    tracker = _tracker(tiny_suite)
-    if fenced:
-        monkeypatch.setattr(claims, "store_lock", lambda uri: None)
-    monkeypatch.setenv("BENCH_CLAIM_FENCE_S", "0.5")
-    held = claims.claim(tracker, claims.new_owner(), "trial", "m2", "x")
-    done = claims.claim(tracker, claims.new_owner(), "trial", "m4", "x")
-    tracker.finish(done)
-    began = time.time()
-    got = claims.claim_many(tracker, claims.new_owner(),
-                            [claims.ClaimRequest("trial", f"m{i}", f"m{i}") for i in range(8)])
-    assert time.time() - began < 2.5  # eight claims one by one would wait 8 × 0.5 s
+def test_claim_many_skips_held_and_finished_keys(tiny_suite: Path) -> None:
+    tracker, folder = _tracker(tiny_suite), tiny_suite.parent
+    held = _claims(tracker, folder).claim("trial", "m2", "x")
+    done = _claims(tracker, folder).claim("trial", "m4", "x")
+    tracker.finish(done.run_id)  # finished, its lease not yet marked done
+    got = _claims(tracker, folder).claim_many(
+        [claims.ClaimRequest("trial", f"m{i}", f"m{i}") for i in range(8)])
     assert [g is not None for g in got] == [True, True, False, True, False, True, True, True]
-    assert {r.key: r.run_id for r in tracker.runs() if r.key == "m2"} == {"m2": held}
+    assert {r.key: r.run_id for r in tracker.runs() if r.key == "m2"} == {"m2": held.run_id}
 
 
-def test_heartbeat_refreshes_held_runs(tiny_suite: Path) -> None:
-    tracker = _tracker(tiny_suite)
-    run = claims.claim(tracker, claims.new_owner(), "trial", "k3", "z")
-    before = float(tracker.runs_for_key("k3")[0].tags[claims.HEARTBEAT_TAG])
-    with claims.Heartbeat(tracker, interval=0.1) as hb:
-        hb.hold(run)
-        time.sleep(0.5)
-    after = float(tracker.runs_for_key("k3")[0].tags[claims.HEARTBEAT_TAG])
-    assert after > before
+def test_heartbeat_renews_held_leases_and_notes_lost_ones(tiny_suite: Path) -> None:
+    tracker, folder = _tracker(tiny_suite), tiny_suite.parent
+    mine = _claims(tracker, folder, f"elsewhere:{os.getpid()}:hb", ttl=0.4, heartbeat=0.1)
+    kept, lost = mine.claim("trial", "k3", "z"), mine.claim("trial", "k4", "z")
+    with claims.Heartbeat(mine.leases, interval=0.1) as hb:
+        hb.hold(kept.run_id, kept.lease)
+        time.sleep(0.6)  # longer than the TTL: only the renewed lease stays live
+    rows = mine.leases.rows()
+    assert mine.leases.live(rows["k3"]) and not mine.leases.live(rows["k4"])
+    assert _claims(tracker, folder, ttl=0.4, heartbeat=0.1).claim("trial", "k4", "z")
+    hb = claims.Heartbeat(mine.leases)
+    hb.hold(lost.run_id, lost.lease)
+    hb.beat()
+    with pytest.raises(LeaseLost):
+        hb.check(lost.run_id)
+
+
+def test_lease_timing_and_store_are_checked() -> None:
+    with pytest.raises(BenchError, match=r"BENCH_CLAIM_TTL \(20 s\) must exceed 3 × "
+                                         r"BENCH_HEARTBEAT_S \(30 s\)"):
+        check_timing(20, 30)
+    check_timing(91, 30)
+    with pytest.raises(BenchError, match="'mysql' is not supported"):
+        Leases("mysql://u@h/db")
 
 
 # ---------------------------------------------------------------- status, verify
@@ -221,16 +213,17 @@ def test_waves_follow_the_dag(tiny_suite: Path) -> None:
 def test_requeue_releases_the_task_claims(tiny_suite: Path) -> None:
     submitit = pytest.importorskip("submitit")
     from bench.execute import slurm
+    from bench.execute.runners import UnitRunner
 
     tracker = _tracker(tiny_suite)
-    owner = claims.new_owner()
-    run = claims.claim(tracker, owner, "trial", "k9", "q")
+    mine = _claims(tracker, tiny_suite.parent)
+    claim = mine.claim("trial", "k9", "q")
 
     class Fake:
-        def __init__(self) -> None:
-            self.tracker = tracker
-            self._heartbeat = claims.Heartbeat(tracker)
-            self._heartbeat.hold(run)
+        runner = UnitRunner.__new__(UnitRunner)
+
+    Fake.runner.claims, Fake.runner.tracker, Fake.runner.heartbeat = mine, tracker, None
+    Fake.runner._open = {claim.run_id: claim.lease}
 
     from bench.execute.request import RunRequest
 
@@ -246,7 +239,7 @@ def test_requeue_releases_the_task_claims(tiny_suite: Path) -> None:
     assert again.function.keys == ["k9"]
     rec = tracker.runs_for_key("k9")[0]
     assert rec.status == KILLED and "requeued" in rec.tags["bench.failure"]
-    assert rec.status != RUNNING
+    assert mine.leases.rows()["k9"].state == "free"  # the requeued task takes it at once
 
 
 # ---------------------------------------------------------------- progress
@@ -290,10 +283,10 @@ def test_store_view_refreshes_incrementally_and_equals_a_full_read(tiny_suite: P
     from bench.execute.store import StoreView
 
     tracker = _tracker(tiny_suite)
-    owner = claims.new_owner()
-    done = claims.claim(tracker, owner, "trial", "a", "a")
+    mine = _claims(tracker, tiny_suite.parent)
+    done = mine.claim("trial", "a", "a").run_id
     tracker.finish(done)
-    held = claims.claim(tracker, owner, "trial", "b", "b")
+    held = mine.claim("trial", "b", "b").run_id
     view = StoreView(tracker)
 
     def state(records) -> dict[str, str]:
@@ -301,7 +294,7 @@ def test_store_view_refreshes_incrementally_and_equals_a_full_read(tiny_suite: P
 
     assert state(view.refresh()) == {done: FINISHED, held: RUNNING}
     tracker.finish(held, KILLED)  # a RUNNING run ends
-    new = claims.claim(tracker, owner, "trial", "c", "c")  # a new claim appears
+    new = mine.claim("trial", "c", "c").run_id  # a new claim appears
     lost = tracker.start("trial", "d", "d")
     tracker.delete_run(lost)  # a claim that lost is deleted
     seen = view.refresh()

@@ -173,8 +173,7 @@ def test_status_table_counts_states_and_names_failures_and_owners(tiny_suite: Pa
     t0, t1, t2 = plan.trials[:3]
     status = {t0.key: _rec(t0.key, FINISHED),
               t1.key: _rec(t1.key, FAILED, **{Tag.FAILURE: "ValueError: boom"}),
-              t2.key: _rec(t2.key, RUNNING, end=None, **{Tag.OWNER: "host:42:abc",
-                                                          Tag.HEARTBEAT: "0"})}
+              t2.key: _rec(t2.key, RUNNING, end=None, **{Tag.OWNER: "host:42:abc"})}
     counts = count_status(plan, status)
     assert (counts["FINISHED"], counts["FAILED"], counts["RUNNING"]) == (1, 1, 1)
     assert counts["pending"] == len(plan.trials) - 3

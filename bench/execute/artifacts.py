@@ -25,6 +25,22 @@ from bench.track import FINISHED, Tag, Tracker
 from bench.train.evaluate import TrialResult
 
 
+class StagedEncoder:
+    """An encoder written next to ``encoders/<key>.pt``, not yet in place."""
+
+    def __init__(self, artifacts: Artifacts, key: str, tmp: Path, path: Path, sha: str):
+        self._artifacts, self.key, self.tmp, self.path, self.sha = artifacts, key, tmp, path, sha
+
+    def place(self) -> None:
+        """Put it in place (atomically)."""
+        os.replace(self.tmp, self.path)
+        self._artifacts._encoder_sha[self.key] = self.sha
+
+    def discard(self) -> None:
+        """Remove it when it was not put in place."""
+        self.tmp.unlink(missing_ok=True)
+
+
 class Artifacts:
     """Reads and writes one suite's artifacts through its tracker."""
 
@@ -33,12 +49,24 @@ class Artifacts:
         self.tracker = tracker
         self.output = output
         # scratch files on their way into the store; removed with this object (or at exit)
-        self._scratch = tempfile.TemporaryDirectory(prefix="bench-")
+        self._scratch = tempfile.TemporaryDirectory(prefix=f"bench-{os.getpid()}-")
         self.tmp = Path(self._scratch.name)
         self._manifest_tags: dict[str, str] = {}
         self._encoder_sha: dict[str, str] = {}
         reason = plan.suite.allow_leakage
         self._common_tags = {Tag.ALLOW_LEAKAGE: reason} if reason else {}
+
+    def remove_leftovers(self) -> int:
+        """Remove what killed processes of this host left: their scratch folders and
+        half-written encoders (names carry the maker's pid); return how many went."""
+        from bench.procs import remove_dead_leftovers
+
+        n = remove_dead_leftovers(Path(tempfile.gettempdir()).glob("bench-*-*"),
+                                  r"bench-(?P<pid>\d+)-.+")
+        enc_dir = self.output / "encoders"
+        if enc_dir.is_dir():
+            n += remove_dead_leftovers(enc_dir.glob("*.tmp"), r".+\.(?P<pid>\d+)\.tmp")
+        return n
 
     # ------------------------------------------------------------------ tags
     def manifest_tag(self, ref: str) -> dict[str, str]:
@@ -94,8 +122,9 @@ class Artifacts:
                   f"of stage {stage.display}")
         return backbone
 
-    def save_encoder(self, key: str, backbone: torch.nn.Module, run_id: str) -> None:
-        """Write the encoder (atomically), tag its sha256 and upload it as ``encoder.pt``."""
+    def save_encoder(self, key: str, backbone: torch.nn.Module, run_id: str) -> StagedEncoder:
+        """Write the encoder beside its final place, tag its sha256 and upload it as
+        ``encoder.pt`` of its run; the caller puts it in place (under its fence) or discards it."""
         enc_dir = self.output / "encoders"
         enc_dir.mkdir(parents=True, exist_ok=True)
         path = enc_dir / f"{key}.pt"
@@ -104,13 +133,13 @@ class Artifacts:
         encoder_bytes = buffer.getvalue()
         tmp = path.with_suffix(f".{os.getpid()}.tmp")
         tmp.write_bytes(encoder_bytes)
-        os.replace(tmp, path)
-        self._encoder_sha[key] = hashlib.sha256(encoder_bytes).hexdigest()
-        self.tracker.set_tags(run_id, {Tag.ENCODER_SHA: self._encoder_sha[key]})
+        sha = hashlib.sha256(encoder_bytes).hexdigest()
+        self.tracker.set_tags(run_id, {Tag.ENCODER_SHA: sha})
         upload = self.tmp / key / "encoder.pt"
         upload.parent.mkdir(parents=True, exist_ok=True)
         upload.write_bytes(encoder_bytes)
         self.tracker.log_artifact(run_id, upload)
+        return StagedEncoder(self, key, tmp, path, sha)
 
     # ------------------------------------------------------------------ trials
     def log_curve(self, run_id: str, curve: tuple[list[float], list[float]]) -> None:

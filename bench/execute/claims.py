@@ -1,139 +1,26 @@
-"""Atomic work claims in an MLflow store, kept alive by heartbeats.
+"""Work claims: a unit's MLflow run, created and ended under its lease (:mod:`.leases`).
 
-Several ``bench run`` processes (``--workers``, ``--gpus``, SLURM tasks, or simply two terminals)
-may work on one suite. Each unit of work (a stage, a cell's lr search, a trial) is claimed by
-creating its MLflow run RUNNING with the unit's content key (``bench.key``), an owner
-(``host:pid:token``) and a heartbeat (``bench.heartbeat``, Unix seconds). MLflow has no
-compare-and-set, so exclusivity comes from one of two protocols:
+Several ``bench run`` processes (``--workers``, ``--gpus``, SLURM tasks, two terminals, several
+machines) may work on one suite. To claim a unit, a worker takes its lease, checks that no run
+of the unit is FINISHED, creates its RUNNING run (tagged with its owner and the lease's store and
+generation) and records the run on the lease. A :class:`Heartbeat` thread renews the leases it
+holds; a lease it fails to renew is lost, and the unit's work stops at its next epoch. A run is
+ended FINISHED only inside :meth:`Leases.fenced`, so a process that was paused past the TTL and
+taken over never finishes its unit a second time.
 
-* **SQLite store** (one file, possibly on a shared file system): the claimant takes an exclusive
-  ``fcntl`` lock next to the database, reads the key's runs, and creates its run only if none is
-  FINISHED or held by a live claimant. Claims are serialised, so exactly one process wins, at no
-  waiting cost.
-* **Server store** (``http(s)://``, ``postgresql://``, …): the claimant creates its run with a start
-  time ``s`` taken just before the request, gives up at once if the request took longer than the
-  fence ``F`` (``BENCH_CLAIM_FENCE_S``, default 2 s), waits until ``s + F``, then reads the key's
-  runs. A FINISHED run means the work is done; otherwise the oldest live RUNNING run (start time,
-  then run id) wins and the others delete theirs before doing any work. The fence makes "oldest"
-  safe: a rival with an older start time that was not yet visible would have needed more than
-  ``F`` to be written, so it gives itself up. Every contender reads the same rows and agrees.
-  :func:`claim_many` claims several units (a HeadBank's trials) with one wait.
-
-A claim is live while its heartbeat is younger than the TTL (``BENCH_CLAIM_TTL`` seconds, default
-180; a background thread beats every ``BENCH_HEARTBEAT_S`` = 30 s). On the claimant's own host a
-claim whose process no longer exists is dead at once, so a SIGKILLed run is taken over by the next
-``bench run`` without waiting. Dead claims are marked KILLED by whoever notices them, and their
-work is done again. The server protocol assumes the machines' clocks agree to well under the fence
-(NTP).
+Runs left RUNNING by a dead claimant (SIGKILL, power loss, a lease taken over) are marked KILLED
+by whoever notices them first, after voiding the dead lease, and their work is done again.
 """
 
 from __future__ import annotations
 
-import os
-import platform
 import threading
-import time
-import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from bench.track import (
-    FINISHED,
-    KILLED,
-    RUNNING,
-    RunRecord,
-    Tag,
-    Tracker,
-    environment_tags,
-    store_lock,
-)
-
-OWNER_TAG = Tag.OWNER
-HEARTBEAT_TAG = Tag.HEARTBEAT
-
-_ACTIVE: set[str] = set()  # owner ids of the executors alive in this process
-
-
-def heartbeat_seconds() -> float:
-    """Seconds between heartbeats (``BENCH_HEARTBEAT_S``, default 30)."""
-    return float(os.environ.get("BENCH_HEARTBEAT_S", "30"))
-
-
-def claim_ttl() -> float:
-    """Seconds without a heartbeat after which a claim is dead (``BENCH_CLAIM_TTL``, default 180)."""
-    return float(os.environ.get("BENCH_CLAIM_TTL", "180"))
-
-
-def new_owner() -> str:
-    """A fresh owner id ``host:pid:token`` for one executor, registered as alive."""
-    owner = f"{platform.node()}:{os.getpid()}:{uuid.uuid4().hex[:10]}"
-    _ACTIVE.add(owner)
-    return owner
-
-
-def retire_owner(owner: str) -> None:
-    """The executor ``owner`` has ended: its leftover RUNNING claims are dead from now on."""
-    _ACTIVE.discard(owner)
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def claim_alive(rec: RunRecord, now: float | None = None) -> bool:
-    """Whether a RUNNING run is held by a live claimant.
-
-    Dead: no owner tag (a run left by a bench without claims), a heartbeat older than the TTL, an
-    owner on this host whose process is gone, or an owner in this process that has ended.
-    """
-    if rec.status != RUNNING:
-        return False
-    owner = rec.tags.get(OWNER_TAG)
-    if not owner:
-        return False
-    now = time.time() if now is None else now
-    beat = float(rec.tags.get(HEARTBEAT_TAG, rec.start_time / 1000))
-    if now - beat > claim_ttl():
-        return False
-    host, _, rest = owner.partition(":")
-    pid_text, _, _token = rest.partition(":")
-    if host == platform.node() and pid_text.isdigit():
-        pid = int(pid_text)
-        if pid == os.getpid():
-            return owner in _ACTIVE
-        return _pid_alive(pid)
-    return True
-
-
-def close_dead(tracker: Tracker, records: Iterable[RunRecord]) -> int:
-    """Mark the dead RUNNING claims among ``records`` KILLED; return how many."""
-    n = 0
-    now = time.time()
-    for r in records:
-        if r.status == RUNNING and r.kind != "cell" and not claim_alive(r, now):
-            owner = r.tags.get(OWNER_TAG, "an earlier bench")
-            tracker.fail(r.run_id, f"interrupted: its process ({owner}) ended or stopped "
-                                   "sending heartbeats while the run was RUNNING", KILLED)
-            n += 1
-    return n
-
-
-def claim_fence() -> float:
-    """Seconds a server-store claim waits before reading its rivals (``BENCH_CLAIM_FENCE_S``,
-    default 2)."""
-    return float(os.environ.get("BENCH_CLAIM_FENCE_S", "2"))
-
-
-def _held(records: Iterable[RunRecord]) -> bool:
-    """Whether the work is done or held: a FINISHED run or a live RUNNING claim."""
-    now = time.time()
-    return any(r.status == FINISHED or claim_alive(r, now) for r in records)
+from bench.errors import BenchError
+from bench.execute.leases import DONE, HELD, Lease, LeaseLost, Leases, owner_gone, shown_uri
+from bench.track import FINISHED, KILLED, RUNNING, RunRecord, Tag, Tracker
 
 
 @dataclass(frozen=True)
@@ -147,75 +34,121 @@ class ClaimRequest:
     parent: str | None = None
 
 
-def claim(tracker: Tracker, owner: str, kind: str, key: str, name: str,
-          tags: Mapping[str, str] | None = None, parent: str | None = None) -> str | None:
-    """Claim the unit ``key``: the id of its new RUNNING run, or None when another process holds
-    it or it is already FINISHED (then nothing is left behind)."""
-    return claim_many(tracker, owner, [ClaimRequest(kind, key, name, tags or {}, parent)])[0]
+@dataclass(frozen=True)
+class Claim:
+    """A claimed unit: the run its result goes to and the lease that lets it be written."""
+
+    run_id: str
+    lease: Lease
 
 
-def claim_many(tracker: Tracker, owner: str, units: Sequence[ClaimRequest]) -> list[str | None]:
-    """Claim several units at once (a HeadBank's trials): one lock, or one fence wait for all.
-    Returns a run id or None per unit, in order."""
-    lock = store_lock(tracker.uri)
-    if lock is None:
-        return _fenced_claims(tracker, owner, units)
-    out: list[str | None] = []
-    with lock:
+def _lease_tag(rec: RunRecord) -> tuple[str, int]:
+    """(claims store id, generation) of a run; ("", 0) for a run made without a lease."""
+    store, _, gen = rec.tags.get(Tag.LEASE, "").partition(":")
+    return store, int(gen) if gen.isdigit() else 0
+
+
+class Claims:
+    """Claims of one owner (an executor) on one tracker, under one lease table."""
+
+    def __init__(self, tracker: Tracker, leases: Leases, owner: str):
+        self.tracker = tracker
+        self.leases = leases
+        self.owner = owner
+
+    def claim_many(self, units: Sequence[ClaimRequest]) -> list[Claim | None]:
+        """Claim several units at once (a HeadBank's trials): one transaction takes their
+        leases. Returns a claim, or None where the unit is held or finished, per unit."""
+        got = self.leases.acquire([u.key for u in units], self.owner)
+        out: list[Claim | None] = []
         for u in units:
-            if _held(tracker.runs_for_key(u.key)):
+            if u.key not in got:
                 out.append(None)
                 continue
-            tags = {**u.tags, OWNER_TAG: owner, HEARTBEAT_TAG: f"{time.time():.3f}"}
-            out.append(tracker.start(u.kind, u.key, u.name, tags=tags, parent=u.parent))
-    return out
+            lease, previous = got[u.key]
+            runs = self.tracker.runs_for_key(u.key)
+            if previous is not None and previous.state == HELD and previous.run_id:
+                for r in runs:
+                    if r.run_id == previous.run_id and r.status == RUNNING:
+                        self.tracker.fail(r.run_id, f"taken over: its claimant ({previous.owner})"
+                                          f" stopped renewing its lease (generation "
+                                          f"{previous.generation})", KILLED)
+            if any(r.status == FINISHED for r in runs):  # finished since the caller looked
+                self.leases.release(lease, DONE)
+                out.append(None)
+                continue
+            tags = {**u.tags, Tag.OWNER: self.owner,
+                    Tag.LEASE: f"{self.leases.id}:{lease.generation}",
+                    Tag.CLAIMS: shown_uri(self.leases.uri)}
+            run_id = self.tracker.start(u.kind, u.key, u.name, tags=tags, parent=u.parent)
+            if not self.leases.attach(lease, run_id):  # paused while claiming, and taken over
+                self.tracker.fail(run_id, "lost its lease while claiming the unit", KILLED)
+                out.append(None)
+                continue
+            out.append(Claim(run_id, lease))
+        return out
 
+    def claim(self, kind: str, key: str, name: str, tags: Mapping[str, str] | None = None,
+              parent: str | None = None) -> Claim | None:
+        """Claim one unit (see :meth:`claim_many`)."""
+        return self.claim_many([ClaimRequest(kind, key, name, tags or {}, parent)])[0]
 
-def _fenced_claims(tracker: Tracker, owner: str, units: Sequence[ClaimRequest]) -> list[str | None]:
-    fence = claim_fence()
-    environment_tags()  # computed once (git, torch versions) before any write is timed
-    made: dict[int, tuple[str, int]] = {}  # unit index -> (run id, start ms)
-    lost: list[str] = []
-    for i, u in enumerate(units):
-        if _held(tracker.runs_for_key(u.key)):  # the common case costs no run and no wait
-            continue
-        began = time.time()
-        start_ms = int(began * 1000)
-        tags = {**u.tags, OWNER_TAG: owner, HEARTBEAT_TAG: f"{began:.3f}"}
-        run_id = tracker.start(u.kind, u.key, u.name, tags=tags, parent=u.parent,
-                               start_time=start_ms)
-        if time.time() - began > fence:  # a slower write could be ordered wrongly: give up
-            lost.append(run_id)
-        else:
-            made[i] = (run_id, start_ms)
-    if made:
-        time.sleep(max(0.0, max(s for _, s in made.values()) / 1000 + fence - time.time()))
-    out: list[str | None] = [None] * len(units)
-    for i, (run_id, _) in made.items():
-        rivals = tracker.runs_for_key(units[i].key)
-        if any(r.status == FINISHED for r in rivals):
-            lost.append(run_id)
-            continue
-        now = time.time()
-        live = [r for r in rivals if r.status == RUNNING
-                and (r.run_id == run_id or claim_alive(r, now))]
-        if min(live, key=lambda r: (r.start_time, r.run_id)).run_id == run_id:
-            out[i] = run_id
-        else:
-            lost.append(run_id)
-    for run_id in lost:
-        tracker.finish(run_id, KILLED)
-        tracker.delete_run(run_id)
-    return out
+    def foreign(self, records: Iterable[RunRecord]) -> list[RunRecord]:
+        """RUNNING runs claimed under another claims store by a process not known dead."""
+        return [r for r in records if r.status == RUNNING and r.kind != "cell"
+                and _lease_tag(r)[0] not in ("", self.leases.id)
+                and not owner_gone(r.tags.get(Tag.OWNER, ""))]
+
+    def check_shared(self, records: Iterable[RunRecord]) -> None:
+        """Refuse to run beside runners that use another claims store: their leases are
+        invisible here, so a unit could run twice."""
+        others = self.foreign(records)
+        if others:
+            r = others[0]
+            raise BenchError(
+                f"{len(others)} unit(s) of this suite are held by {r.tags.get(Tag.OWNER)} under "
+                f"the claims store {r.tags.get(Tag.CLAIMS, '?')}, and this run uses "
+                f"{shown_uri(self.leases.uri)}: every runner of one suite must share one claims "
+                "store (pass the same --claims-uri or BENCH_CLAIMS_URI; if those runners are "
+                "gone, run once with their store to close their runs)")
+
+    def close_dead(self, records: Iterable[RunRecord]) -> int:
+        """Mark KILLED the RUNNING runs whose claimant is dead (its lease voided first, so it
+        can never finish them); return how many. ``records`` may be stale: a run is killed only
+        when it is still RUNNING after its lease was found gone (a run FINISHED since was
+        finished under its lease, before the lease was marked done)."""
+        running = [r for r in records if r.status == RUNNING and r.kind != "cell"]
+        if not running:
+            return 0
+        rows = self.leases.rows(r.key for r in running)
+        n = 0
+        for r in running:
+            store, gen = _lease_tag(r)
+            if store not in ("", self.leases.id):
+                if not owner_gone(r.tags.get(Tag.OWNER, "")):
+                    continue  # another store's claim (refused by check_shared)
+            else:
+                row = rows.get(r.key)
+                if row is not None and row.generation == gen and row.state == HELD \
+                        and (self.leases.live(row) or not self.leases.revoke(row)):
+                    continue  # alive, or renewed since it was read
+            if self.tracker.status(r.run_id) != RUNNING:  # it ended since it was read
+                continue
+            owner = r.tags.get(Tag.OWNER, "an earlier bench")
+            self.tracker.fail(r.run_id, f"interrupted: its process ({owner}) ended or stopped "
+                                        "renewing its lease while the run was RUNNING", KILLED)
+            n += 1
+        return n
 
 
 class Heartbeat:
-    """A daemon thread that stamps ``bench.heartbeat`` on the runs an executor holds."""
+    """A daemon thread that renews the leases an executor holds and notes those it lost."""
 
-    def __init__(self, tracker: Tracker, interval: float | None = None):
-        self.tracker = tracker
-        self.interval = heartbeat_seconds() if interval is None else interval
-        self._held: set[str] = set()
+    def __init__(self, leases: Leases, interval: float | None = None):
+        self.leases = leases
+        self.interval = leases.heartbeat if interval is None else interval
+        self._held: dict[str, Lease] = {}
+        self._lost: set[str] = set()
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="bench-heartbeat", daemon=True)
@@ -228,25 +161,40 @@ class Heartbeat:
         self._stop.set()
         self._thread.join(timeout=5)
 
-    def hold(self, run_id: str) -> None:
-        """Keep ``run_id`` alive until :meth:`release`."""
+    def hold(self, run_id: str, lease: Lease) -> None:
+        """Renew ``lease`` (of run ``run_id``) until :meth:`release`."""
         with self._lock:
-            self._held.add(run_id)
+            self._held[run_id] = lease
 
     def release(self, run_id: str) -> None:
-        """Stop beating for ``run_id``."""
+        """Stop renewing the lease of ``run_id``."""
         with self._lock:
-            self._held.discard(run_id)
+            self._held.pop(run_id, None)
+            self._lost.discard(run_id)
 
     def held(self) -> list[str]:
-        """The run ids currently held."""
+        """The run ids whose leases are held."""
         with self._lock:
             return sorted(self._held)
 
+    def check(self, run_id: str) -> None:
+        """Raise :class:`LeaseLost` when a renewal found the lease of ``run_id`` taken."""
+        with self._lock:
+            lease = self._held.get(run_id) if run_id in self._lost else None
+        if lease is not None:
+            raise LeaseLost(lease, self.leases.rows([lease.key]).get(lease.key))
+
+    def beat(self) -> None:
+        """Renew every held lease once."""
+        with self._lock:
+            held = dict(self._held)
+        lost = {lease for lease in self.leases.renew(held.values())}
+        with self._lock:
+            self._lost |= {r for r, lease in held.items() if lease in lost}
+
     def _loop(self) -> None:
         while not self._stop.wait(self.interval):
-            for run_id in self.held():
-                try:
-                    self.tracker.set_tags(run_id, {HEARTBEAT_TAG: f"{time.time():.3f}"})
-                except Exception:  # a transient store error; the next beat retries
-                    pass
+            try:
+                self.beat()
+            except Exception:  # a transient store error; the next beat retries
+                pass

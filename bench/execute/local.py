@@ -29,7 +29,8 @@ from bench.data.cache import cache_dir
 from bench.data.store import ImageStore
 from bench.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, BenchError
 from bench.execute import Executor
-from bench.execute.claims import Heartbeat, close_dead, new_owner, retire_owner
+from bench.execute.claims import Claims, Heartbeat
+from bench.execute.leases import LeaseLost, Leases, claims_uri_for, new_owner, retire_owner
 from bench.execute.request import RunRequest
 from bench.execute.runners import StopRequested, UnitRunner, failure_reason
 from bench.execute.scheduler import RunSummary, Scheduler, Snapshot, needed_stages
@@ -86,7 +87,8 @@ class LocalExecutor:
     it claims (:mod:`bench.execute.runners`) against a tracker."""
 
     def __init__(self, plan: Plan, tracker: Tracker, output: Path,
-                 progress: Progress | Callable[[str], None] | None = None):
+                 progress: Progress | Callable[[str], None] | None = None,
+                 claims_uri: str | None = None):
         self.plan = plan
         self.tracker = tracker
         self.output = output
@@ -108,11 +110,13 @@ class LocalExecutor:
         self.images = ImageStore(plan.datasets, cache_dir(output), pin=self.device.type == "cuda",
                                  say=self.say)
         self._stop = StopFlag()
+        self.leases = Leases(claims_uri_for(claims_uri, tracker.uri, output))
         self.owner = new_owner()
+        self.claims = Claims(tracker, self.leases, self.owner)
         self.poll_seconds = float(os.environ.get("BENCH_POLL_S", "5"))
         self.only: set[str] | None = None  # restrict to these unit keys (SLURM packs)
         self.runner = UnitRunner(plan, tracker, output, self.images, self.device, progress,
-                                 self.owner, self._stop)
+                                 self.claims, self._stop)
         self._store = StoreView(tracker)
 
     @property
@@ -123,11 +127,6 @@ class LocalExecutor:
     @stop_requested.setter
     def stop_requested(self, value: bool) -> None:
         self._stop.requested = value
-
-    @property
-    def _heartbeat(self) -> Heartbeat | None:
-        """The heartbeat holding this worker's claims (while it runs)."""
-        return self.runner.heartbeat
 
     # ------------------------------------------------------------------ all
     def run(self) -> RunSummary:
@@ -152,7 +151,7 @@ class LocalExecutor:
             previous = signal.signal(signal.SIGINT, on_sigint)
         t0 = time.perf_counter()
         try:
-            with Heartbeat(self.tracker) as heartbeat:
+            with Heartbeat(self.leases) as heartbeat:
                 self.runner.heartbeat = heartbeat
                 return self._run(t0)
         except StopRequested:
@@ -160,6 +159,7 @@ class LocalExecutor:
         finally:
             self.runner.heartbeat = None
             retire_owner(self.owner)
+            self.leases.close()
             self.progress.close()
             if previous is not None:
                 signal.signal(signal.SIGINT, previous)
@@ -167,7 +167,7 @@ class LocalExecutor:
     def view(self, since_ms: int) -> Snapshot:
         """Read the store; dead claims found on the way are marked KILLED."""
         records = self._store.refresh()
-        if close_dead(self.tracker, records):
+        if self.claims.close_dead(records):
             records = self._store.refresh()
         return Snapshot(best_by_key(records), since_ms)
 
@@ -175,9 +175,12 @@ class LocalExecutor:
         """Close dead claims, find the pending trials and the stages they need, decode their
         data and run the leakage guard. Returns (pending trials, needed stage keys, start ms)."""
         summary = summary or RunSummary()
-        plan, tracker = self.plan, self.tracker
+        plan = self.plan
         since_ms = int(time.time() * 1000)
-        stale = close_dead(tracker, self._store.refresh(full=True))
+        self.runner.artifacts.remove_leftovers()
+        records = self._store.refresh(full=True)
+        self.claims.check_shared(records)
+        stale = self.claims.close_dead(records)
         if stale:
             self.say(f"marked {stale} interrupted run(s) KILLED; their work will be redone")
         snap = self.view(since_ms)
@@ -228,6 +231,8 @@ class LocalExecutor:
                     runner.run_trials(unit.cell, unit.trials, snap.cell_lr(unit.cell), summary)
             except (KeyboardInterrupt, StopRequested):
                 raise
+            except LeaseLost as exc:  # paused past the TTL: another worker took the unit over
+                self.say(f"  {unit.label}: {exc}; its result is discarded")
             except Exception as exc:  # recorded on its run; what depends on it is given up
                 runner.fail_held(failure_reason(exc))
                 summary.failed.append(f"{unit.label}: {failure_reason(exc)}")
@@ -300,7 +305,7 @@ class Local(Executor):
 
     def run(self, request: RunRequest, progress: Progress) -> int:
         plan, tracker = request.open()
-        executor = LocalExecutor(plan, tracker, request.output, progress)
+        executor = LocalExecutor(plan, tracker, request.output, progress, request.claims_uri)
         executor.only = set(request.only) if request.only is not None else None
         try:
             summary: RunSummary | None = executor.run()
@@ -324,6 +329,7 @@ def prepared(request: RunRequest, progress: Progress) -> tuple[Plan, Tracker, li
     """Open a request and prepare its data once (decoded cache, leakage guard) before other
     processes run it: (plan, tracker, pending trials, needed stage keys)."""
     plan, tracker = request.open()
-    pending, needed, _ = LocalExecutor(plan, tracker, request.output, progress).prepare()
+    pending, needed, _ = LocalExecutor(plan, tracker, request.output, progress,
+                                       request.claims_uri).prepare()
     progress.close()
     return plan, tracker, pending, needed

@@ -29,6 +29,8 @@ class RunRequest:
         workers: worker processes on this machine (``--workers``; ``--gpus`` gives one per GPU).
         gpus: the GPUs of ``--gpus``, one worker each.
         only: the unit keys this request may run (a SLURM pack), None for all.
+        claims_uri: the claims (lease) store, ``--claims-uri``; None: ``BENCH_CLAIMS_URI``,
+            else ``leases.db`` beside a SQLite tracking store or in the output folder.
         quiet: no progress bars.
     """
 
@@ -41,6 +43,7 @@ class RunRequest:
     gpus: tuple[str, ...] | None = None
     only: tuple[str, ...] | None = None
     quiet: bool = False
+    claims_uri: str | None = None
 
     def restricted(self, keys: list[str]) -> RunRequest:
         """The same request, allowed to run only ``keys``."""
@@ -54,6 +57,8 @@ class RunRequest:
         out += ["--output", str(self.output), "--tracking-uri", self.tracking_uri]
         if self.profile:
             out += ["--profile", self.profile]
+        if self.claims_uri:
+            out += ["--claims-uri", self.claims_uri]
         return out
 
     def open(self) -> tuple[Plan, Tracker]:

@@ -18,7 +18,8 @@ import torch
 from bench.config.names import parse_ref
 from bench.data.store import ImageStore
 from bench.execute.artifacts import Artifacts
-from bench.execute.claims import ClaimRequest, Heartbeat, claim_many
+from bench.execute.claims import ClaimRequest, Claims, Heartbeat
+from bench.execute.leases import Lease, LeaseLost
 from bench.execute.scheduler import RunSummary, search_key
 from bench.plan import Cell, Plan, StageNode, Trial, key_view
 from bench.progress import Progress
@@ -48,7 +49,7 @@ class UnitRunner:
     """Runs units for one worker (``owner``) against one tracker."""
 
     def __init__(self, plan: Plan, tracker: Tracker, output: Path, images: ImageStore,
-                 device: torch.device, progress: Progress, owner: str,
+                 device: torch.device, progress: Progress, claims: Claims,
                  stop: Callable[[], bool]):
         self.plan = plan
         self.tracker = tracker
@@ -57,7 +58,7 @@ class UnitRunner:
         self.device = device
         self.progress = progress
         self.say = progress.say
-        self.owner = owner
+        self.claims = claims
         self.stop = stop
         self.artifacts = Artifacts(plan, tracker, output)
         self.heartbeat: Heartbeat | None = None
@@ -65,7 +66,7 @@ class UnitRunner:
         self.total = 0
         self._context: tuple[str, torch.nn.Module, dict] | None = None
         self._cell_runs: dict[str, str] = {}
-        self._open: set[str] = set()  # runs claimed and not yet ended
+        self._open: dict[str, Lease] = {}  # runs claimed and not yet ended, and their leases
 
     # ------------------------------------------------------------------ run states
     def step(self) -> str:
@@ -75,33 +76,51 @@ class UnitRunner:
         return f"[{self.counter}/{self.total}]"
 
     def _claim(self, units: list[tuple[ClaimRequest, dict[str, str]]]) -> list[str | None]:
-        """Claim units together (one lock or one fence wait); hold and label the won ones."""
-        run_ids = claim_many(self.tracker, self.owner, [u for u, _ in units])
-        for run_id, (_, params) in zip(run_ids, units, strict=True):
-            if run_id is not None:
-                self._open.add(run_id)
+        """Claim units together (one transaction takes their leases); hold and label the
+        won ones."""
+        claims = self.claims.claim_many([u for u, _ in units])
+        for claim, (_, params) in zip(claims, units, strict=True):
+            if claim is not None:
+                self._open[claim.run_id] = claim.lease
                 if self.heartbeat is not None:
-                    self.heartbeat.hold(run_id)
+                    self.heartbeat.hold(claim.run_id, claim.lease)
                 if params:
-                    self.tracker.log_params(run_id, params)
-        return run_ids
+                    self.tracker.log_params(claim.run_id, params)
+        return [None if c is None else c.run_id for c in claims]
 
-    def end(self, run_id: str, status: str = FINISHED, reason: str | None = None) -> None:
-        """End a held run (released from the heartbeat first)."""
-        self._open.discard(run_id)
+    def end(self, run_id: str, status: str = FINISHED, reason: str | None = None,
+            place: Callable[[], None] | None = None) -> None:
+        """End a held run (released from the heartbeat first). FINISHED is written fenced:
+        ``place`` (putting shared files in place) and the status, only while the lease is the
+        worker's, else :class:`LeaseLost` (nothing written). Another status releases the lease
+        first and is not written when the lease was lost (its taker has ended the run)."""
+        lease = self._open.pop(run_id, None)
         if self.heartbeat is not None:
             self.heartbeat.release(run_id)
+        leases = self.claims.leases
+        if lease is None:  # ended or released already (a requeue): nothing is written
+            if status == FINISHED:
+                raise LeaseLost(None, None)
+            return
+        if status == FINISHED:
+            with leases.fenced(lease):
+                if place is not None:
+                    place()
+                self.tracker.finish(run_id, status)
+            return
+        if not leases.release(lease):
+            return
         if reason is None:
             self.tracker.finish(run_id, status)
         else:
             self.tracker.fail(run_id, reason, status)
 
-    def fail_held(self, reason: str) -> None:
+    def fail_held(self, reason: str, status: str = FAILED) -> None:
         """End FAILED every run this worker claimed and has not ended (after a unit raised
         outside its recorded body): no claim outlives the unit that made it, so a worker never
         waits on its own runs."""
         for run_id in sorted(self._open):
-            self.end(run_id, FAILED, reason)
+            self.end(run_id, status, reason)
 
     @contextlib.contextmanager
     def recorded(self, run_ids: list[str], on_fail: Callable[[str], None] | None = None,
@@ -111,6 +130,10 @@ class UnitRunner:
         ``on_fail(reason)``, or re-raised when there is no ``on_fail``."""
         try:
             yield
+        except LeaseLost as exc:  # taken over while paused: the others of the unit are redone
+            for run_id in [r for r in run_ids if r in self._open]:
+                self.end(run_id, KILLED, f"stopped: a run of its unit {exc}")
+            raise
         except (KeyboardInterrupt, StopRequested):
             for run_id in [r for r in run_ids if r in self._open]:
                 self.end(run_id, KILLED, killed)
@@ -132,6 +155,8 @@ class UnitRunner:
             self.tracker.log_metrics(run_id, {f"{phase}_loss": loss}, step=epoch)
             done[0] += 1
             self.progress.epoch(f"{label} ({phase})" if phases else label, done[0], total, loss)
+            if self.heartbeat is not None:
+                self.heartbeat.check(run_id)
             if self.stop():
                 raise StopRequested
 
@@ -171,9 +196,12 @@ class UnitRunner:
             backbone, summary = run_stage(backbone, spec, method_cls, data,
                                           len(classes) if method_cls.needs_labels else None,
                                           self.device, ckpt, hook)
-            self.artifacts.save_encoder(node.key, backbone, run_id)
             self.tracker.log_metrics(run_id, summary)
-            self.end(run_id)
+            staged = self.artifacts.save_encoder(node.key, backbone, run_id)
+            try:
+                self.end(run_id, place=staged.place)
+            finally:
+                staged.discard()
             ckpt.unlink(missing_ok=True)
         return True
 
@@ -259,8 +287,8 @@ class UnitRunner:
             lr = self.search(cell, trial_seeds(sd.base, sd.base, []), f"cell-{cell.key[:16]}",
                              run_id)
             self.tracker.log_metrics(run_id, {"cell_max_lr": lr})
-            self.tracker.log_metrics(parent, {"cell_max_lr": lr})
             self.end(run_id)
+            self.tracker.log_metrics(parent, {"cell_max_lr": lr})
         if failed:
             self.say(f"  {cell.display}: lr search FAILED {failed[0]}")
         else:

@@ -26,7 +26,7 @@ from typing import Any
 
 from bench.config.schema import SlurmSpec
 from bench.execute import Executor
-from bench.execute.claims import claim_alive
+from bench.execute.leases import Leases, claims_uri_for
 from bench.execute.request import RunRequest
 from bench.plan import Plan, StageNode, Trial
 from bench.progress import Progress
@@ -155,7 +155,8 @@ class PackTask:
         from bench.progress import Progress
 
         plan, tracker = self.request.open()
-        executor = LocalExecutor(plan, tracker, self.request.output, Progress())
+        executor = LocalExecutor(plan, tracker, self.request.output, Progress(),
+                                 self.request.claims_uri)
         executor.only = set(self.keys)
         _CURRENT[:] = [executor]
         try:
@@ -172,13 +173,10 @@ class PackTask:
         from bench.track import KILLED
 
         for executor in _CURRENT:
-            hb = executor._heartbeat
-            for run_id in hb.held() if hb is not None else []:
-                try:
-                    executor.tracker.fail(run_id, "requeued after a SLURM timeout or "
-                                                  "preemption", KILLED)
-                except Exception:  # the requeue must happen regardless
-                    pass
+            try:  # the leases are released and the runs KILLED; the requeue happens regardless
+                executor.runner.fail_held("requeued after a SLURM timeout or preemption", KILLED)
+            except Exception:
+                pass
         return submitit.helpers.DelayedSubmission(PackTask(self.request))
 
 
@@ -225,11 +223,12 @@ def run_slurm(plan: Plan, tracker: Tracker, request: RunRequest, pending: Sequen
     executor = make_executor(spec, folder)
     size = max_array_size(spec)
     failed = 0
+    leases = Leases(claims_uri_for(request.claims_uri, tracker.uri, request.output))
     for i, wave in enumerate(waves(plan, pending, needed), 1):
         records = tracker.runs()
         done = {r.key for r in records if r.status == FINISHED}
         # units held by live tasks (e.g. of an earlier, interrupted submission) are not resubmitted
-        held = {r.key for r in records if r.status == RUNNING and claim_alive(r)}
+        held = leases.live_keys() & {r.key for r in records if r.status == RUNNING}
         groups = [[k for k in g if k not in done and k not in held] for g in wave]
         groups = [g for g in groups if g]
         wave_held = held & {k for g in wave for k in g}
@@ -237,8 +236,7 @@ def run_slurm(plan: Plan, tracker: Tracker, request: RunRequest, pending: Sequen
             say(f"wave {i}: {len(wave_held)} unit(s) still running from an earlier submission")
         if not groups:
             try:
-                while wave_held and any(r.key in wave_held and r.status == RUNNING
-                                        and claim_alive(r) for r in tracker.runs()):
+                while wave_held & leases.live_keys():
                     time.sleep(poll)
             except KeyboardInterrupt:
                 return 130
