@@ -1,4 +1,4 @@
-"""MLflow tracking — the only module that imports mlflow.
+"""MLflow tracking (with :mod:`bench.mlflow_store`, the only modules that import mlflow).
 
 Layout: one experiment per suite; a run per pre-training stage (tag ``bench.kind=stage``), a parent
 run per cell (``bench.kind=cell``) and a child run per trial (``bench.kind=trial``, nested through
@@ -16,12 +16,21 @@ import platform
 import re
 import subprocess
 import time
-from collections.abc import Iterable, Iterator, Mapping
-from contextlib import AbstractContextManager, contextmanager, nullcontext
+from collections.abc import Iterable, Mapping
+from contextlib import nullcontext
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 from typing import Any
+
+from bench.mlflow_store import (
+    Retrying,
+    check_reachable,
+    create_sqlite_store,
+    opening_error,
+    sqlite_path,
+    store_lock,
+)
 
 FINISHED, FAILED, KILLED, RUNNING = "FINISHED", "FAILED", "KILLED", "RUNNING"
 
@@ -45,6 +54,7 @@ class Tag:
     OWNER = "bench.owner"               # the claimant (lease holder) of a RUNNING run
     LEASE = "bench.lease"               # <claims store id>:<lease generation> of the claim
     CLAIMS = "bench.claims"             # the claims store (URI without password)
+    NUMERICS = "bench.numerics"         # device, CPU threads, determinism flags of the run
     CELL = "bench.cell"
     CELL_KEY = "bench.cell_key"
     SEED = "bench.seed"
@@ -160,80 +170,6 @@ def environment_tags() -> dict[str, str]:
     return tags
 
 
-def sqlite_path(uri: str) -> Path | None:
-    """The database file of a ``sqlite:///`` tracking URI, None for other stores."""
-    return Path(uri.removeprefix("sqlite:///")) if uri.startswith("sqlite:///") else None
-
-
-def store_lock(uri: str) -> AbstractContextManager[None] | None:
-    """An exclusive ``fcntl`` lock on a file next to a SQLite store, or None for other stores
-    (and where ``fcntl`` does not exist). It serialises schema migrations and work claims across
-    the processes that share the database file."""
-    db = sqlite_path(uri)
-    if db is None:
-        return None
-    try:
-        import fcntl
-    except ImportError:
-        return None
-
-    @contextmanager
-    def locked() -> Iterator[None]:
-        db.parent.mkdir(parents=True, exist_ok=True)
-        with open(db.with_name(db.name + ".lock"), "w") as handle:
-            fcntl.flock(handle, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
-
-    return locked()
-
-
-def _create_sqlite_store(db: Path) -> None:
-    """Create and migrate a new SQLite store under a temporary name, then move it into place:
-    a process killed during MLflow's schema migration leaves no half-made store behind (call
-    under :func:`store_lock`)."""
-    from bench.procs import remove_dead_leftovers
-
-    if db.parent.is_dir():  # a killed creator's half store and its journal
-        remove_dead_leftovers(db.parent.iterdir(),
-                              re.escape(f".{db.name}.") + r"(?P<pid>\d+)\.tmp(-journal)?")
-    if db.exists():
-        return
-    tmp = db.parent / f".{db.name}.{os.getpid()}.tmp"
-    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
-
-    store = SqlAlchemyStore(f"sqlite:///{tmp}", (db.parent / "artifacts").resolve().as_uri())
-    store.engine.dispose()
-    os.replace(tmp, db)
-
-
-class _Retrying:
-    """An MlflowClient whose calls retry while a SQLite store is locked by another process."""
-
-    def __init__(self, client: Any, attempts: int = 12):
-        self._client = client
-        self._attempts = attempts
-
-    def __getattr__(self, name: str) -> Any:
-        attr = getattr(self._client, name)
-        if not callable(attr):
-            return attr
-
-        def call(*args: Any, **kwargs: Any) -> Any:
-            for i in range(self._attempts):
-                try:
-                    return attr(*args, **kwargs)
-                except Exception as exc:
-                    if "database is locked" not in str(exc) or i == self._attempts - 1:
-                        raise
-                    time.sleep(0.05 * 2 ** min(i, 5))
-            raise AssertionError("unreachable")
-
-        return call
-
-
 class Tracker:
     """A suite's experiment in an MLflow store."""
 
@@ -244,23 +180,18 @@ class Tracker:
         _quiet()
         self.uri = tracking_uri
         # processes starting together create the store once
+        check_reachable(tracking_uri)
         with store_lock(tracking_uri) or nullcontext():
             if (db := sqlite_path(tracking_uri)) is not None:
-                _create_sqlite_store(db)
+                create_sqlite_store(db)
             try:
-                self.client = _Retrying(MlflowClient(tracking_uri=tracking_uri))
+                self.client = Retrying(MlflowClient(tracking_uri=tracking_uri), tracking_uri)
+                self._open_experiment(experiment, artifact_root)
             except Exception as exc:
-                if "alembic" not in str(exc).lower() and "already exists" not in str(exc):
+                known = opening_error(tracking_uri, exc)
+                if known is None:
                     raise
-                from bench.errors import BenchError
-
-                raise BenchError(
-                    f"the tracking store {tracking_uri} cannot be opened: its schema is half "
-                    f"migrated (a process was killed while creating or upgrading it). If it holds "
-                    f"no results, delete it and run again; otherwise restore it from a backup. "
-                    f"({type(exc).__name__}: {str(exc).splitlines()[0][:200]})"
-                ) from exc
-            self._open_experiment(experiment, artifact_root)
+                raise known from exc
 
     def _open_experiment(self, experiment: str, artifact_root: Path | None) -> None:
         exp = self.client.get_experiment_by_name(experiment)

@@ -169,8 +169,6 @@ def test_a_paused_runner_never_finishes_its_unit_twice(tmp_path: Path, store: st
         a.send_signal(signal.SIGCONT)
     out_a, _ = a.communicate(timeout=300)
     assert a.returncode == 0, out_a
-    assert f"stage {sup.display}: lost its lease (generation {held.generation})" in out_a
-    assert "its result is discarded" in out_a
     _assert_exactly_once_finished(suite, *small)
     runs = {r.run_id: r for r in _tracker(suite).runs_for_key(sup.key)}
     assert runs[held.run_id].status == KILLED
@@ -179,6 +177,8 @@ def test_a_paused_runner_never_finishes_its_unit_twice(tmp_path: Path, store: st
     assert (after.st_ino, after.st_mtime_ns) == (before.st_ino, before.st_mtime_ns)
     assert hashlib.sha256(encoder.read_bytes()).hexdigest() == winner.tags[Tag.ENCODER_SHA]
     assert not list(encoder.parent.glob("*.tmp"))
+    assert f"stage {sup.display}: lost its lease (generation {held.generation})" in out_a
+    assert "its result is discarded" in out_a
 
 
 def _free_port() -> int:
@@ -233,12 +233,16 @@ def test_three_workers_against_a_live_mlflow_server(tmp_path: Path, mlflow_serve
     assert "trials: 8 finished, 0 failed" in out
 
 
-def test_ten_sigkills_lose_nothing_and_change_nothing(tmp_path: Path, reference) -> None:
+def test_ten_sigkills_lose_nothing_change_nothing_and_leave_nothing(tmp_path: Path,
+                                                                    reference) -> None:
     suite = _write(tmp_path)
     rng = random.Random(20261125)
     finished_before: set[str] = set()
+    scratch = tmp_path / "tmp"  # the processes' temporary directory
+    scratch.mkdir()
+    env = {"TMPDIR": str(scratch)}
     for _ in range(10):
-        proc = _bench("run", str(suite), cwd=tmp_path)
+        proc = _bench("run", str(suite), cwd=tmp_path, env=env)
         time.sleep(rng.uniform(1.5, 9.0))
         proc.send_signal(signal.SIGKILL)
         proc.communicate(timeout=60)
@@ -248,11 +252,17 @@ def test_ten_sigkills_lose_nothing_and_change_nothing(tmp_path: Path, reference)
         finished_before = finished
         per_key = Counter(r.key for r in runs if r.status == FINISHED)
         assert not [k for k, n in per_key.items() if n > 1]
-    proc = _bench("run", str(suite), cwd=tmp_path)
+    left = sorted(p.name for p in scratch.glob("bench-*"))
+    proc = _bench("run", str(suite), cwd=tmp_path, env=env)
     out, _ = proc.communicate(timeout=300)
     assert proc.returncode == 0, out
     _assert_exactly_once_finished(suite)
     assert _metrics(suite) == reference
+    # the killed processes' scratch folders, half-written encoders and half-made stores are gone
+    assert left, "the storm left no scratch folder behind: nothing was tested"
+    assert not list(scratch.glob("bench-*")), left
+    out_dir = tmp_path / "out"
+    assert not list(out_dir.glob("encoders/*.tmp")) and not list(out_dir.glob(".mlflow.db.*"))
 
 
 def _assert_exactly_once_finished(suite: Path, *overrides: str) -> None:

@@ -271,10 +271,16 @@ def test_formats_render(paper, tmp_path: Path) -> None:
 
 
 def test_html_and_latex_escape_special_characters(tmp_path: Path) -> None:
-    plan = _plan(tmp_path, n=3, contrasts='  - {a: SSL/ft, b: SL/ft, label: "<b>x</b> & 50%_#"}')
+    from bench.report.figures import all_figures
+
+    label = r"<b>x</b> & 50%_# <script>alert(1)</script> $\\input{/etc/passwd}$"
+    plan = _plan(tmp_path, n=3, contrasts=f'  - {{a: SSL/ft, b: SL/ft, label: "{label}"}}')
     vals = {c.name: np.array([0.5, 0.6, 0.7]) for c in plan.cells}
-    data = build_report(plan, _results(plan, vals))
-    assert "<b>x</b>" not in render(data, "html")
+    results = _results(plan, vals)
+    data = build_report(plan, results)
+    data.figures = all_figures(data, results)  # matplotlib draws the label, never as mathtext
+    assert data.figures
+    assert "<b>x</b>" not in render(data, "html") and "<script>alert" not in render(data, "html")
     tex = render(data, "latex")
     from bench.report.render import latex_escape
 

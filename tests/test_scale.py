@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import suite_tracker
+from conftest import dead_pid, suite_tracker
 
 from bench.cli import main
 from bench.errors import BenchError
@@ -75,6 +75,19 @@ def test_a_writer_that_lost_its_lease_writes_nothing(tiny_suite: Path) -> None:
     assert not slow.leases.release(paused.lease)
     statuses = {r.run_id: r.status for r in tracker.runs_for_key("f1")}
     assert statuses == {paused.run_id: KILLED, rival.run_id: RUNNING}
+
+
+def test_a_stale_view_never_kills_a_run_that_finished_meanwhile(tiny_suite: Path) -> None:
+    """Workers read the store incrementally: a run seen RUNNING may have finished (and its
+    lease been marked done) before the lease table is read. It must stay FINISHED."""
+    tracker, folder = _tracker(tiny_suite), tiny_suite.parent
+    mine = _claims(tracker, folder)
+    claim = mine.claim("trial", "s1", "x")
+    stale = tracker.runs()
+    with mine.leases.fenced(claim.lease):
+        tracker.finish(claim.run_id)
+    assert _claims(tracker, folder).close_dead(stale) == 0
+    assert tracker.status(claim.run_id) == FINISHED
 
 
 def test_racing_claimants_win_each_key_once(tmp_path: Path) -> None:
@@ -308,8 +321,14 @@ def test_a_store_is_created_whole_or_not_at_all(tmp_path: Path) -> None:
     creator killed half-way are removed."""
     db = tmp_path / "out" / "mlflow.db"
     db.parent.mkdir()
-    leftover = db.parent / ".mlflow.db.12345.tmp"
-    leftover.write_bytes(b"half a database")
+    pid = dead_pid()
+    leftovers = [db.parent / f".mlflow.db.{pid}.tmp", db.parent / f".mlflow.db.{pid}.tmp-journal"]
+    for left in leftovers:
+        left.write_bytes(b"half a database")
     Tracker(f"sqlite:///{db}", "x", tmp_path / "artifacts")
-    assert db.exists() and not leftover.exists()
-    assert not list(db.parent.glob(".mlflow.db.*.tmp"))
+    assert db.exists() and not any(p.exists() for p in leftovers)
+    assert not list(db.parent.glob(".mlflow.db.*"))
+    for left in leftovers:  # also when the store exists
+        left.write_bytes(b"half a database")
+    Tracker(f"sqlite:///{db}", "x", tmp_path / "artifacts")
+    assert not list(db.parent.glob(".mlflow.db.*"))

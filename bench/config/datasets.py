@@ -116,7 +116,8 @@ class DatasetSpec(Strict):
         None, description="Keep only images of these classes (e.g. one class for pre-training)."
     )
     allow_outside_root: bool = Field(
-        False, description="csv: manifest paths may be absolute or leave the root."
+        False, description="Image paths may leave the root: csv paths that are absolute or "
+        "climb out of it, and (any format) symbolic links that point outside it."
     )
     resize: Literal["crop", "squash"] = Field(
         "crop", description="How images become squares: shorter side + centre crop, or squash."

@@ -249,8 +249,23 @@ def _check_files(df: pd.DataFrame, spec: DatasetSpec, root: Path, where: str) ->
         df = df[exists].reset_index(drop=True)
         if df.empty:
             raise DataError(f"{where}: none of the labelled images is under {root}")
+    if not spec.allow_outside_root:
+        _check_inside(df, root, where)
     df["bytes"] = [os.path.getsize(p) for p in df["path"]]
     return df
+
+
+def _check_inside(df: pd.DataFrame, root: Path, where: str) -> None:
+    """No image may reach outside the root through a symbolic link (a linked folder or file):
+    what the suite names as its data would not be what is read."""
+    real_root = os.path.realpath(root)
+    inside = real_root.rstrip(os.sep) + os.sep
+    escaping = [f"{rel} → {real}" for rel, p in zip(df["rel"], df["path"], strict=True)
+                if not (real := os.path.realpath(p)).startswith(inside)]
+    if escaping:
+        raise DataError(offenders(f"images that symbolic links lead outside the root {root} "
+                                  "(copy them under it, or set allow_outside_root: true)",
+                                  escaping, where))
 
 
 def _validate(df: pd.DataFrame, spec: DatasetSpec, where: str) -> None:

@@ -51,10 +51,12 @@ def _lease_tag(rec: RunRecord) -> tuple[str, int]:
 class Claims:
     """Claims of one owner (an executor) on one tracker, under one lease table."""
 
-    def __init__(self, tracker: Tracker, leases: Leases, owner: str):
+    def __init__(self, tracker: Tracker, leases: Leases, owner: str,
+                 tags: Mapping[str, str] | None = None):
         self.tracker = tracker
         self.leases = leases
         self.owner = owner
+        self.tags = dict(tags or {})  # put on every claimed run (e.g. its numerics)
 
     def claim_many(self, units: Sequence[ClaimRequest]) -> list[Claim | None]:
         """Claim several units at once (a HeadBank's trials): one transaction takes their
@@ -77,7 +79,7 @@ class Claims:
                 self.leases.release(lease, DONE)
                 out.append(None)
                 continue
-            tags = {**u.tags, Tag.OWNER: self.owner,
+            tags = {**u.tags, **self.tags, Tag.OWNER: self.owner,
                     Tag.LEASE: f"{self.leases.id}:{lease.generation}",
                     Tag.CLAIMS: shown_uri(self.leases.uri)}
             run_id = self.tracker.start(u.kind, u.key, u.name, tags=tags, parent=u.parent)

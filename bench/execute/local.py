@@ -31,13 +31,14 @@ from bench.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, BenchError
 from bench.execute import Executor
 from bench.execute.claims import Claims, Heartbeat
 from bench.execute.leases import LeaseLost, Leases, claims_uri_for, new_owner, retire_owner
+from bench.execute.numerics import check_numerics, cpu_threads, numerics
 from bench.execute.request import RunRequest
 from bench.execute.runners import StopRequested, UnitRunner, failure_reason
-from bench.execute.scheduler import RunSummary, Scheduler, Snapshot, needed_stages
+from bench.execute.scheduler import RunSummary, Scheduler, Snapshot, needed_stages, search_key
 from bench.execute.store import StoreView
 from bench.plan import Plan, Trial
 from bench.progress import Progress
-from bench.track import FINISHED, Tracker, best_by_key
+from bench.track import FINISHED, Tag, Tracker, best_by_key
 
 log = logging.getLogger("bench.run")
 
@@ -88,7 +89,7 @@ class LocalExecutor:
 
     def __init__(self, plan: Plan, tracker: Tracker, output: Path,
                  progress: Progress | Callable[[str], None] | None = None,
-                 claims_uri: str | None = None):
+                 claims_uri: str | None = None, workers: int = 1):
         self.plan = plan
         self.tracker = tracker
         self.output = output
@@ -104,15 +105,16 @@ class LocalExecutor:
         set_compile(suite.compile or os.environ.get("BENCH_COMPILE") == "1")
         if self.device.type == "cuda":
             torch.backends.cudnn.benchmark = True  # fixed image sizes: pick the fastest kernels
-        threads = suite.threads or int(os.environ.get("BENCH_THREADS", "0"))
-        if threads:
+        threads = cpu_threads(suite.threads, workers)
+        if threads and self.device.type == "cpu":
             torch.set_num_threads(threads)
+        self.numerics = numerics(self.device, threads)
         self.images = ImageStore(plan.datasets, cache_dir(output), pin=self.device.type == "cuda",
                                  say=self.say)
         self._stop = StopFlag()
         self.leases = Leases(claims_uri_for(claims_uri, tracker.uri, output))
         self.owner = new_owner()
-        self.claims = Claims(tracker, self.leases, self.owner)
+        self.claims = Claims(tracker, self.leases, self.owner, {Tag.NUMERICS: self.numerics})
         self.poll_seconds = float(os.environ.get("BENCH_POLL_S", "5"))
         self.only: set[str] | None = None  # restrict to these unit keys (SLURM packs)
         self.runner = UnitRunner(plan, tracker, output, self.images, self.device, progress,
@@ -183,6 +185,9 @@ class LocalExecutor:
         stale = self.claims.close_dead(records)
         if stale:
             self.say(f"marked {stale} interrupted run(s) KILLED; their work will be redone")
+        units = {s.key for s in plan.stages} | {t.key for t in plan.trials}
+        units |= {search_key(c) for c in plan.cells}
+        check_numerics(records, units, self.numerics, self.tracker.uri)
         snap = self.view(since_ms)
         pending = [t for t in plan.trials if not snap.done(t.key) and self._mine(t.key)]
         summary.trials_skipped = len(plan.trials) - len(pending)
@@ -251,12 +256,14 @@ class LocalExecutor:
                 self.tracker.finish(rec.run_id)
 
     def check_batches(self, pending: list[Trial], needed: set[str]) -> None:
-        """Say, before anything trains, where a batch is larger than its data."""
-        from bench.plan.build import batch_problems
+        """Say, before anything trains, where a batch is larger than its data and where an lr
+        is far outside those that train."""
+        from bench.plan.build import batch_problems, lr_problems
 
         cells = list({t.cell.key: t.cell for t in pending}.values())
-        for problem in batch_problems(self.plan, cells,
-                                      [s for s in self.plan.stages if s.key in needed]):
+        stages = [s for s in self.plan.stages if s.key in needed]
+        for problem in batch_problems(self.plan, cells, stages) + lr_problems(self.plan, cells,
+                                                                              stages):
             self.say(f"warning: {problem}")
 
     def check_weights(self, pending: list[Trial], needed: set[str]) -> None:
@@ -330,6 +337,6 @@ def prepared(request: RunRequest, progress: Progress) -> tuple[Plan, Tracker, li
     processes run it: (plan, tracker, pending trials, needed stage keys)."""
     plan, tracker = request.open()
     pending, needed, _ = LocalExecutor(plan, tracker, request.output, progress,
-                                       request.claims_uri).prepare()
+                                       request.claims_uri, request.workers).prepare()
     progress.close()
     return plan, tracker, pending, needed

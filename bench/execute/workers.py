@@ -20,6 +20,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from bench.execute import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, Executor
+from bench.execute.numerics import usable_cores
 
 if TYPE_CHECKING:
     from bench.execute.request import RunRequest
@@ -33,7 +34,7 @@ def worker_env(index: int, n: int, gpus: Sequence[str] | None) -> dict[str, str]
     if gpus:
         env["CUDA_VISIBLE_DEVICES"] = gpus[index]
     else:
-        env.setdefault("BENCH_THREADS", str(max(1, (os.cpu_count() or 1) // n)))
+        env.setdefault("BENCH_THREADS", str(max(1, usable_cores() // n)))  # its share of the cores
     return env
 
 

@@ -25,7 +25,8 @@ def _placeholder(name: str, spec: Any) -> Any:
 
 
 def _check_parts(suite: Suite, datasets: dict[str, Any], cells_spec: list) -> None:
-    """Every part a used protocol or stage names must hold images."""
+    """Every part a used protocol or stage names must hold images, and a protocol's training
+    part an image of every class of its dataset."""
     from bench.data.errors import DataError
 
     refs: list[tuple[str, str]] = []
@@ -39,6 +40,16 @@ def _check_parts(suite: Suite, datasets: dict[str, Any], cells_spec: list) -> No
         if part is not None and part not in datasets[ds].parts:
             problems.append(f"{where}: part {ref!r} holds no image (the parts of {ds!r} are "
                             f"{datasets[ds].parts})")
+    for where, ref in dict.fromkeys((w, r) for w, r in refs if w.endswith(".train")):
+        ds, part = parse_ref(ref)
+        if part is None or part not in datasets[ds].parts:
+            continue
+        present = set(datasets[ds].part(part)["label"])
+        absent = [c for c in datasets[ds].classes if c not in present]
+        if absent:
+            problems.append(f"{where}: {len(absent)} class(es) of {ds!r} have no image in "
+                            f"{ref!r}: {absent} (the classifier would never see them; drop them "
+                            "with keep_classes, merge them with class_map, or change the split)")
     if problems:
         raise DataError("\n".join(problems))
 
@@ -67,6 +78,28 @@ def batch_problems(plan: Plan, cells: list[Cell], stages: list[StageNode]) -> li
         if n < spec.batch_size:
             out.append(f"stages.{st}.batch_size: {spec.batch_size} is more than the {n} images "
                        f"it trains on: each epoch is one batch of {n}")
+    return out
+
+
+LR_RANGE = (1e-7, 10.0)
+"""Learning rates outside this range do not train a network (a typo in an exponent, most often):
+warned about before training."""
+
+
+def lr_problems(plan: Plan, cells: list[Cell], stages: list[StageNode]) -> list[str]:
+    """Of the cells and stages about to train: a fixed or warm-up lr outside :data:`LR_RANGE`."""
+    lo, hi = LR_RANGE
+    fields = [(f"protocols.{p}", plan.suite.protocols[p]) for p in
+              dict.fromkeys(c.protocol for c in cells)]
+    fields += [(f"stages.{st}", plan.suite.stages[st]) for st in dict.fromkeys(s.name for s in stages)]
+    out = []
+    for where, spec in fields:
+        values = [("warmup_lr", spec.warmup_lr)]
+        if spec.lr_search.method == "fixed":
+            values.append(("lr_search.lr", spec.lr_search.lr))
+        out += [f"{where}.{name}: {value:g} is far outside the learning rates that train "
+                f"({lo:g} … {hi:g}); check its exponent"
+                for name, value in values if not lo <= value <= hi]
     return out
 
 
