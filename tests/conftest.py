@@ -163,20 +163,59 @@ def dead_pid() -> int:
     return proc.pid
 
 
+def free_port() -> int:
+    """A TCP port of loopback that nothing listens on."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def serve(cmd: list[str], ready, timeout: float):
+    """Start a server (``cmd``, in its own session) and wait until ``ready()`` is true; the
+    process, or None when it died or was not ready within ``timeout`` seconds (it is killed)."""
+    import signal
+    import subprocess
+    import time
+
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    deadline = time.time() + timeout
+    while not ready():
+        if proc.poll() is not None or time.time() > deadline:
+            stop(proc, signal.SIGKILL)
+            return None
+        time.sleep(0.3)
+    return proc
+
+
+def stop(proc, sig=None) -> None:
+    """Stop a server started by :func:`serve` (SIGTERM, then SIGKILL after 30 s)."""
+    import signal
+    import subprocess
+
+    try:
+        os.killpg(proc.pid, sig or signal.SIGTERM)
+        proc.wait(timeout=30)
+    except ProcessLookupError:
+        pass
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+
+
 @pytest.fixture(scope="session")
-def postgres_uri(tmp_path_factory):
+def postgres_uri():
     """A throwaway PostgreSQL server on loopback (``initdb`` + ``postgres``), yielding its URI;
     skipped where the binaries or the ``psycopg`` driver are missing. As root, the server runs
     as the ``postgres`` user (PostgreSQL refuses root)."""
     import shutil
-    import signal
-    import socket
     import subprocess
     import tempfile
-    import time
 
-    pytest.importorskip("psycopg", reason="PostgreSQL driver not installed (pip install "
-                                           "'bench[postgres]')")
+    psycopg = pytest.importorskip("psycopg", reason="PostgreSQL driver not installed (pip "
+                                                    "install 'bench[postgres]')")
     initdb, server = shutil.which("initdb"), shutil.which("postgres")
     if not (initdb and server):
         pytest.skip("PostgreSQL binaries (initdb, postgres) not installed")
@@ -191,39 +230,26 @@ def postgres_uri(tmp_path_factory):
             pytest.skip("running as root and there is no 'postgres' user to run PostgreSQL")
         os.chown(folder, user.pw_uid, user.pw_gid)
         prefix = ["runuser", "-u", "postgres", "--"]
-    data = folder / "data"
+    data, port = folder / "data", free_port()
     done = subprocess.run([*prefix, initdb, "-D", str(data), "-A", "trust", "-U", "bench",
                            "--no-sync"], capture_output=True, text=True)
-    if done.returncode != 0:
-        shutil.rmtree(folder, ignore_errors=True)
-        pytest.skip(f"initdb failed: {done.stderr.strip()[-300:]}")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    proc = subprocess.Popen([*prefix, server, "-D", str(data), "-p", str(port), "-k", str(folder),
-                             "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
     uri = f"postgresql://bench@127.0.0.1:{port}/postgres"
-    import psycopg
 
-    deadline = time.time() + 60
-    while True:
+    def ready() -> bool:
         try:
             psycopg.connect(uri).close()
-            break
+            return True
         except psycopg.OperationalError:
-            if proc.poll() is not None or time.time() > deadline:
-                proc.kill()
-                shutil.rmtree(folder, ignore_errors=True)
-                pytest.skip("PostgreSQL did not start")
-            time.sleep(0.3)
+            return False
+
+    proc = None if done.returncode != 0 else serve(
+        [*prefix, server, "-D", str(data), "-p", str(port), "-k", str(folder),
+         "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off"], ready, 60)
+    if proc is None:
+        shutil.rmtree(folder, ignore_errors=True)
+        pytest.skip(f"PostgreSQL did not start {done.stderr.strip()[-300:]}")
     yield uri
-    os.killpg(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
+    stop(proc)
     shutil.rmtree(folder, ignore_errors=True)
 
 

@@ -8,11 +8,9 @@ the metrics equal those of one uninterrupted process in another store (CPU runs 
 from __future__ import annotations
 
 import hashlib
-import os
 import random
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -21,7 +19,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from conftest import TINY_SUITE, bench_process, suite_plan, suite_tracker
+from conftest import TINY_SUITE, bench_process, free_port, serve, stop, suite_plan, suite_tracker
 
 from bench.execute.scheduler import search_key
 from bench.results import load_results
@@ -181,56 +179,44 @@ def test_a_paused_runner_never_finishes_its_unit_twice(tmp_path: Path, store: st
     assert "its result is discarded" in out_a
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture
 def mlflow_server(tmp_path: Path):
     """A real ``mlflow server`` on loopback with a SQLite backend; yields its URI."""
-    port = _free_port()
-    exe = Path(sys.executable).with_name("mlflow")
-    proc = subprocess.Popen([str(exe), "server", "--host", "127.0.0.1", "--port", str(port),
-                             "--backend-store-uri", f"sqlite:///{tmp_path / 'server.db'}",
-                             "--default-artifact-root", (tmp_path / "server-artifacts").as_uri(),
-                             "--workers", "2"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
+    port = free_port()
     uri = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 120
-    while True:
+
+    def ready() -> bool:
         try:
             with urllib.request.urlopen(f"{uri}/health", timeout=2) as r:
-                if r.status == 200:
-                    break
+                return r.status == 200
         except OSError:
-            pass
-        if proc.poll() is not None or time.time() > deadline:
-            proc.kill()
-            pytest.fail("mlflow server did not start")
-        time.sleep(0.5)
+            return False
+
+    proc = serve([str(Path(sys.executable).with_name("mlflow")), "server", "--host", "127.0.0.1",
+                  "--port", str(port), "--backend-store-uri",
+                  f"sqlite:///{tmp_path / 'server.db'}", "--default-artifact-root",
+                  (tmp_path / "server-artifacts").as_uri(), "--workers", "2"], ready, 120)
+    if proc is None:
+        pytest.fail("mlflow server did not start")
     yield uri
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait(timeout=30)
+    stop(proc, signal.SIGKILL)
 
 
-def test_three_workers_against_a_live_mlflow_server(tmp_path: Path, mlflow_server: str,
-                                                    reference) -> None:
+def test_two_runners_against_a_live_mlflow_server(tmp_path: Path, mlflow_server: str,
+                                                  reference) -> None:
+    """One runner of two workers and one plain runner share a tracking server (their leases in
+    the output folder's leases.db)."""
     suite = _write(tmp_path)
-    proc = _bench("run", str(suite), "--tracking-uri", mlflow_server, "--workers", "3",
-                  cwd=tmp_path)
-    out, _ = proc.communicate(timeout=400)
-    assert proc.returncode == 0, out
-    assert "started 3 worker(s)" in out
-    workers = {line.split("]")[0] for line in out.splitlines() if line.startswith("[w")}
-    assert workers == {"[w0", "[w1", "[w2"}
+    args = ["run", str(suite), "--tracking-uri", mlflow_server]
+    procs = [_bench(*args, "--workers", "2", cwd=tmp_path), _bench(*args, cwd=tmp_path)]
+    outs = [p.communicate(timeout=400)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outs
+    assert "started 2 worker(s)" in outs[0]
     _assert_exactly_once(suite, mlflow_server)
-    trained = _trained_lines([out])
+    trained = _trained_lines(outs)
     assert len(trained) == 8 and set(trained.values()) == {1}, trained
     assert _metrics(suite, mlflow_server) == reference
-    assert "trials: 8 finished, 0 failed" in out
+    assert (tmp_path / "out" / "leases.db").exists()
 
 
 def test_ten_sigkills_lose_nothing_change_nothing_and_leave_nothing(tmp_path: Path,

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import suite_plan, suite_tracker
+from conftest import free_port, suite_plan, suite_tracker
 
 from bench.cli import main
 
@@ -91,6 +91,39 @@ def test_a_batch_larger_than_its_data_is_said_before_training(tiny_suite: Path, 
         "batch of 60"]
 
 
+def test_an_absurd_learning_rate_is_said_before_training(tiny_suite: Path) -> None:
+    from bench.plan.build import LR_RANGE, lr_problems
+
+    plan = suite_plan(tiny_suite, "protocols.lp.lr_search.lr=1e30", "stages.sup.warmup_lr=1e-9")
+    lp = [c for c in plan.cells if c.protocol == "lp"]
+    assert lr_problems(plan, lp, plan.stages[:1]) == [
+        "protocols.lp.lr_search.lr: 1e+30 is far outside the learning rates that train "
+        "(1e-07 … 10); check its exponent",
+        "stages.sup.warmup_lr: 1e-09 is far outside the learning rates that train "
+        "(1e-07 … 10); check its exponent"]
+    assert LR_RANGE == (1e-7, 10.0)
+    ok = suite_plan(tiny_suite, "protocols.lp.lr_search.lr=10", "stages.sup.warmup_lr=1e-7")
+    assert lr_problems(ok, ok.cells, ok.stages) == []  # the bounds themselves train
+
+
+def test_a_store_locked_for_long_is_one_message() -> None:
+    from bench.errors import BenchError
+    from bench.mlflow_store import Retrying
+
+    class Locked:
+        calls = 0
+
+        def search_runs(self, *args, **kwargs):
+            Locked.calls += 1
+            raise RuntimeError("(sqlite3.OperationalError) database is locked")
+
+    client = Retrying(Locked(), "sqlite:////data/out/mlflow.db", attempts=3)
+    with pytest.raises(BenchError, match=r"tracking store /data/out/mlflow\.db stayed locked "
+                                         r"by another process"):
+        client.search_runs()
+    assert Locked.calls == 3  # retried first
+
+
 def test_suite_output_and_tracking_uri_are_checked_up_front(tiny_suite: Path, tmp_path: Path,
                                                             capsys) -> None:
     latin = tmp_path / "latin1.yaml"
@@ -121,14 +154,6 @@ def _image_folder_escaping_its_root(tmp_path: Path) -> str:
             "split: {seed: 0, fractions: {train: 0.5, test: 0.5}}}")
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 # id → (arguments after the suite, environment, files to make, what the one-line message says)
 BAD_INPUTS = {
     "weights-garbage": (lambda d: ["--set", f"inits.rnd.weights=file:{d / 'bad.pt'}"], {},
@@ -136,9 +161,10 @@ BAD_INPUTS = {
     "suite-field": (lambda d: ["--set", "stages.sup.epochz=2"], {}, {}, "epochz"),
     "output-under-a-file": (lambda d: ["--output", str(d / "a_file" / "out")], {},
                             {"a_file": b"x"}, "output folder"),
+    "output-unmakeable": (lambda d: ["--output", "/proc/bench-out"], {}, {}, "output folder"),
     "tracking-scheme": (lambda d: ["--tracking-uri", "foo://x"], {}, {},
                         "unsupported scheme 'foo'"),
-    "tracking-server-down": (lambda d: ["--tracking-uri", f"http://127.0.0.1:{_free_port()}"],
+    "tracking-server-down": (lambda d: ["--tracking-uri", f"http://127.0.0.1:{free_port()}"],
                              {}, {}, "is not reachable"),
     "tracking-store-corrupt": (lambda d: [], {}, {"out/mlflow.db": b"\x13garbage" * 600},
                                "is not a readable MLflow database"),

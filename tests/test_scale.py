@@ -330,5 +330,21 @@ def test_a_store_is_created_whole_or_not_at_all(tmp_path: Path) -> None:
     assert not list(db.parent.glob(".mlflow.db.*"))
     for left in leftovers:  # also when the store exists
         left.write_bytes(b"half a database")
-    Tracker(f"sqlite:///{db}", "x", tmp_path / "artifacts")
+    tracker = Tracker(f"sqlite:///{db}", "x", tmp_path / "artifacts")
     assert not list(db.parent.glob(".mlflow.db.*"))
+    # made from a migrated template: the schema MLflow expects, the default experiment's folder
+    # where MLflow would have put it
+    default = tracker.client.get_experiment("0").artifact_location
+    assert default == f"{(db.parent / 'artifacts').resolve().as_uri()}/0"
+    import sqlite3
+
+    from bench.mlflow_store import _migrate
+
+    _migrate(tmp_path / "direct.db", "file:///x")
+    def schema(path: Path) -> tuple[list, dict]:
+        with sqlite3.connect(path) as conn:  # (the CHECK lists of one table vary in order)
+            names = [n for (n,) in conn.execute("SELECT name FROM sqlite_master ORDER BY name")]
+            return (conn.execute("SELECT version_num FROM alembic_version").fetchall(),
+                    {n: conn.execute(f"PRAGMA table_info('{n}')").fetchall() for n in names})
+
+    assert schema(db) == schema(tmp_path / "direct.db")

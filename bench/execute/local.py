@@ -120,6 +120,7 @@ class LocalExecutor:
         self.runner = UnitRunner(plan, tracker, output, self.images, self.device, progress,
                                  self.claims, self._stop)
         self._store = StoreView(tracker)
+        self.trains_here = True  # False: only prepares for processes elsewhere (SLURM tasks)
 
     @property
     def stop_requested(self) -> bool:
@@ -187,7 +188,8 @@ class LocalExecutor:
             self.say(f"marked {stale} interrupted run(s) KILLED; their work will be redone")
         units = {s.key for s in plan.stages} | {t.key for t in plan.trials}
         units |= {search_key(c) for c in plan.cells}
-        check_numerics(records, units, self.numerics, self.tracker.uri)
+        if self.trains_here:  # a SLURM submitter does not train: its tasks check their own
+            check_numerics(records, units, self.numerics, self.tracker.uri)
         snap = self.view(since_ms)
         pending = [t for t in plan.trials if not snap.done(t.key) and self._mine(t.key)]
         summary.trials_skipped = len(plan.trials) - len(pending)
@@ -331,12 +333,15 @@ class Local(Executor):
         return EXIT_OK if summary.ok else EXIT_FAILED
 
 
-def prepared(request: RunRequest, progress: Progress) -> tuple[Plan, Tracker, list[Trial],
-                                                                set[str]]:
+def prepared(request: RunRequest, progress: Progress, elsewhere: bool = False
+             ) -> tuple[Plan, Tracker, list[Trial], set[str]]:
     """Open a request and prepare its data once (decoded cache, leakage guard) before other
-    processes run it: (plan, tracker, pending trials, needed stage keys)."""
+    processes run it: (plan, tracker, pending trials, needed stage keys). ``elsewhere``: they run
+    on other machines (SLURM), whose numerics they check themselves."""
     plan, tracker = request.open()
-    pending, needed, _ = LocalExecutor(plan, tracker, request.output, progress,
-                                       request.claims_uri, request.workers).prepare()
+    executor = LocalExecutor(plan, tracker, request.output, progress, request.claims_uri,
+                             request.workers)
+    executor.trains_here = not elsewhere
+    pending, needed, _ = executor.prepare()
     progress.close()
     return plan, tracker, pending, needed

@@ -283,5 +283,5 @@ class Slurm(Executor):
     def run(self, request: RunRequest, progress: Progress) -> int:
         from bench.execute.local import prepared
 
-        plan, tracker, pending, needed = prepared(request, progress)
+        plan, tracker, pending, needed = prepared(request, progress, elsewhere=True)
         return run_slurm(plan, tracker, request, pending, needed, progress.say)
