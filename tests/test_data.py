@@ -327,3 +327,48 @@ def test_pad_ufes20_and_oral_formats(tmp_path: Path) -> None:
         build_dataset("oral", DatasetSpec.model_validate(dict(
             format="image_folder", root=str(tmp_path / "oral"), folders=["nope"],
             split={"fractions": {"all": 1.0}})))
+
+
+def _centroid_accuracy(features: np.ndarray, y: np.ndarray) -> float:
+    """Nearest class centroid, fitted on the even images and scored on the odd ones."""
+    fit, score = slice(0, None, 2), slice(1, None, 2)
+    classes = np.unique(y)
+    centroids = np.stack([features[fit][y[fit] == c].mean(0) for c in classes])
+    guess = classes[((features[score][:, None] - centroids[None]) ** 2).sum(-1).argmin(1)]
+    return float((guess == y[score]).mean())
+
+
+@pytest.mark.parametrize("factors", [["colour"], ["shape", "texture"], ["background"]])
+def test_label_factors_decide_what_carries_the_class(factors: list[str]) -> None:
+    """A factor in ``label_factors`` shows the class; every other one is drawn independently of
+    it. Colour and background are read off two pixel summaries: the object's mean colour (the
+    centre) and the background's (the corners)."""
+    from bench.data.synthetic import FACTORS, factor_values, labels, render
+
+    spec = SyntheticSpec(n_classes=4, n_images=400, image_size=16, noise=0.2, seed=1,
+                         label_factors=factors)
+    y = labels(spec)
+    values = [factor_values(spec, i, int(y[i])) for i in range(spec.n_images)]
+    for f in FACTORS:
+        agree = np.mean([v[f] == y[i] for i, v in enumerate(values)])
+        assert agree == 1.0 if f in factors else abs(agree - 0.25) < 0.08, (f, agree)
+    x = render(spec).astype(np.float32) / 255
+    centre = x[:, :, 6:10, 6:10].mean((2, 3))
+    corners = np.concatenate([x[:, :, :2, :2], x[:, :, -2:, -2:]], 2).mean((2, 3))
+    object_acc, background_acc = _centroid_accuracy(centre, y), _centroid_accuracy(corners, y)
+    assert (object_acc > 0.8) == ("colour" in factors), object_acc
+    assert (background_acc > 0.8) == ("background" in factors), background_acc
+    assert object_acc < 0.5 or "colour" in factors
+    assert background_acc < 0.5 or "background" in factors
+
+
+def test_default_label_factors_keep_every_older_set_as_it_was() -> None:
+    from bench.data.synthetic import spec_digest
+
+    spec = SyntheticSpec(seed=4)
+    assert spec.label_factors == ["colour", "shape", "texture"]
+    assert spec_digest(spec) == spec_digest(SyntheticSpec.model_validate(
+        {k: v for k, v in spec.model_dump().items() if k != "label_factors"}))
+    assert spec_digest(spec) != spec_digest(SyntheticSpec(seed=4, label_factors=["colour"]))
+    with pytest.raises(ValueError, match="lists a factor twice"):
+        SyntheticSpec(label_factors=["shape", "shape"])

@@ -6,13 +6,14 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from bench.config.base import Strict, description
+from bench.config.base import KEYED_WHEN_SET, Strict, description
 from bench.config.names import NAME_RE
 
 
 class SyntheticSpec(Strict):
-    """A procedural image set (see ``bench.data.synthetic``): class-dependent colour, shape and
-    texture, geometric class imbalance, deterministic by seed."""
+    """A procedural image set (see ``bench.data.synthetic``): the class sets the factors listed
+    in ``label_factors`` (colour, shape, texture, background), the others are random nuisance;
+    geometric class imbalance, deterministic by seed."""
 
     n_classes: int = Field(4, ge=2, le=16, description="Number of classes.")
     n_images: int = Field(400, ge=4, description="Number of images in total.")
@@ -26,6 +27,23 @@ class SyntheticSpec(Strict):
         "share shapes and textures but not colours: a related but shifted domain)."
     )
     seed: int = Field(0, description="Generator seed.")
+    label_factors: list[Literal["colour", "shape", "texture", "background"]] = Field(
+        default_factory=lambda: list(DEFAULT_FACTORS), min_length=1,
+        description="Which factors carry the class: each listed one takes its class's value, "
+        "every other is drawn at random per image (a nuisance the labels ignore). E.g. a source "
+        "set labelled by `[colour]` and a target set by `[shape, texture]` make supervised "
+        "source features useless for the target by construction.",
+        json_schema_extra=KEYED_WHEN_SET)
+
+    @model_validator(mode="after")
+    def _distinct_factors(self) -> SyntheticSpec:
+        if len(set(self.label_factors)) != len(self.label_factors):
+            raise ValueError(f"label_factors lists a factor twice: {self.label_factors}")
+        return self
+
+
+DEFAULT_FACTORS = ("colour", "shape", "texture")
+"""The factors that carry the class unless a suite says otherwise (the background is random)."""
 
 
 class SplitSpec(Strict):

@@ -1,8 +1,17 @@
 """A procedural image dataset the project generates itself (no download, deterministic by seed).
 
-Each class has its own hue, shape (disc, square, ring, cross, triangle, bar, …) and stripe texture;
-images vary in position, size, orientation, brightness, background and pixel noise, so a network must
-learn colour, shape and texture cues, as it would on lesions. Class sizes fall geometrically from the
+An image shows one object on a background. Four *factors* can carry its class: the object's
+colour (hue), its shape (disc, square, ring, cross, triangle, bar, …), its stripe texture
+(frequency) and the background's hue. ``label_factors`` says which do: each listed factor shows
+the class's value, every other one shows a value drawn at random per image (so it is a nuisance
+the labels ignore). By default the class sets colour, shape and texture and the background is
+random, so a network must learn colour, shape and texture cues, as it would on lesions. Images
+also vary in position, size, orientation, brightness and pixel noise.
+
+Known-answer tasks come from choosing the factors: a source set labelled only by ``[colour]`` and
+a target set labelled by ``[shape, texture]`` make supervised source features (which learn
+colour) useless for the target by construction, while a self-supervised method whose views jitter
+colour must learn shape and texture to match them. Class sizes fall geometrically from the
 first to the last class (``imbalance`` = size of the rarest / size of the most frequent class).
 Two datasets with different ``palette`` share shapes and textures but shift every colour, which makes a
 related but distinct "source" domain for pre-training.
@@ -16,8 +25,9 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.config.schema import SyntheticSpec
+from bench.config.datasets import DEFAULT_FACTORS, SyntheticSpec
 
+FACTORS = ("colour", "shape", "texture", "background")
 _SHAPES = ("disc", "square", "ring", "cross", "triangle", "bar", "diamond", "dots")
 
 
@@ -45,8 +55,10 @@ def labels(spec: SyntheticSpec) -> np.ndarray:
 
 
 def spec_digest(spec: SyntheticSpec) -> str:
-    """Content hash of the generator settings (the pixels are a function of them)."""
-    return hashlib.sha256(spec.model_dump_json().encode()).hexdigest()
+    """Content hash of the generator settings (the pixels are a function of them); a field added
+    later enters it only when it differs from its default, so older sets keep their digests."""
+    later = {"label_factors"} if tuple(spec.label_factors) == DEFAULT_FACTORS else set()
+    return hashlib.sha256(spec.model_dump_json(exclude=later).encode()).hexdigest()
 
 
 def render(spec: SyntheticSpec, indices: np.ndarray | None = None) -> np.ndarray:
@@ -61,14 +73,24 @@ def render(spec: SyntheticSpec, indices: np.ndarray | None = None) -> np.ndarray
     return out
 
 
+def factor_values(spec: SyntheticSpec, i: int, y: int) -> dict[str, int]:
+    """The class value (0 … n_classes − 1) each factor of image ``i`` (label ``y``) shows: ``y``
+    for the factors in ``label_factors``, a draw of its own per image for the others."""
+    nuisance = np.random.default_rng([spec.seed, 3, i])  # its own stream: labelled factors keep
+    draws = nuisance.integers(0, spec.n_classes, size=len(FACTORS))  # their pixels
+    return {f: y if f in spec.label_factors else int(d)
+            for f, d in zip(FACTORS, draws, strict=True)}
+
+
 def _one(spec: SyntheticSpec, i: int, y: int, xx: np.ndarray, yy: np.ndarray) -> np.ndarray:
     rng = np.random.default_rng([spec.seed, 2, i])
     k = spec.n_classes
     nz = spec.noise
+    f = factor_values(spec, i, y)
     # class appearance
-    hue = ((y / k) + 0.37 * spec.palette + rng.normal(0, 0.04 * (1 + nz))) % 1.0
-    shape = _SHAPES[y % len(_SHAPES)]
-    freq = 2.0 + 1.5 * (y % 3) + rng.normal(0, 0.3 * nz)
+    hue = ((f["colour"] / k) + 0.37 * spec.palette + rng.normal(0, 0.04 * (1 + nz))) % 1.0
+    shape = _SHAPES[f["shape"] % len(_SHAPES)]
+    freq = 2.0 + 1.5 * (f["texture"] % 3) + rng.normal(0, 0.3 * nz)
     # nuisance: placement, size, orientation, lighting, background
     cx, cy = rng.uniform(-0.3, 0.3, size=2)
     r = rng.uniform(0.35, 0.6)
@@ -79,6 +101,8 @@ def _one(spec: SyntheticSpec, i: int, y: int, xx: np.ndarray, yy: np.ndarray) ->
     mask = _shape_mask(shape, u, v)
     fg = np.array(_hsv_to_rgb(hue, 0.75, 0.85), dtype=np.float32)
     bg_hue = rng.uniform(0.02, 0.12)
+    if "background" in spec.label_factors:  # a class hue of its own, away from the objects'
+        bg_hue = (f["background"] / k + 0.5 / k + 0.19 * spec.palette) % 1.0
     bg = np.array(_hsv_to_rgb(bg_hue, rng.uniform(0.2, 0.4), rng.uniform(0.55, 0.9)))
     stripes = 0.5 + 0.5 * np.sin(freq * math.pi * u + rng.uniform(0, 2 * math.pi))
     light = rng.uniform(0.75, 1.1)
