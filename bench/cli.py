@@ -304,6 +304,9 @@ def cmd_report(args: argparse.Namespace) -> int:
     data.notes[:0] = notes
     for w in data.warnings:
         print(f"warning: {w}", file=sys.stderr)
+    if data.controls:  # known answers first: a failed control discredits every verdict
+        print(data.controls_line, file=sys.stdout if data.controls_line.endswith("passed")
+              else sys.stderr)
     for fmt in args.formats or ["markdown"]:
         if fmt == "csv":
             paths = write_csv(data, results, out)

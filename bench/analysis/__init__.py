@@ -15,6 +15,7 @@ import pandas as pd
 
 from bench.analysis.cases import TrialPredictions, case_predictions
 from bench.analysis.cells import Arm, CellRow, arm, cell_rows
+from bench.analysis.controls import ControlRow, control_rows, controls_line
 from bench.analysis.orders import PartialOrder, partial_orders
 from bench.analysis.published import ReplicationRow, replication_rows
 from bench.analysis.verdicts import CaseEvidence, ContrastRow, decide, evaluate
@@ -29,7 +30,7 @@ from bench.stats.bootstrap import (
     summarize_difference,
 )
 
-__all__ = ["Analysis", "Arm", "CellRow", "ContrastRow", "PartialOrder", "ReplicationRow",
+__all__ = ["Analysis", "Arm", "CellRow", "ContrastRow", "ControlRow", "PartialOrder", "ReplicationRow",
            "TrialPredictions", "analyse", "single_runs"]
 
 
@@ -47,6 +48,13 @@ class Analysis:
     notes: list[str] = field(default_factory=list)
     """What the case-level evidence could not use, and why."""
     resamples: int = 0
+    controls: list[ControlRow] = field(default_factory=list)
+    """The suite's controls, judged (see :mod:`bench.analysis.controls`)."""
+
+    @property
+    def controls_line(self) -> str:
+        """``Controls: all n passed`` or ``Controls: FAILED …`` ('' without controls)."""
+        return controls_line(self.controls) if self.controls else ""
 
 
 def single_runs(plan: Plan, a: str, b: str) -> list[str]:
@@ -136,4 +144,5 @@ def analyse(plan: Plan, results: pd.DataFrame, metrics: list[str] | None = None,
                     orders=partial_orders(rows, metrics, protocols, nodes_of),
                     replication=replication_rows(suite, summaries, alpha),
                     warnings=warnings, notes=notes,
-                    resamples=boot.resamples if cases else 0)
+                    resamples=boot.resamples if cases else 0,
+                    controls=control_rows(suite.controls, rows))

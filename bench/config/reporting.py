@@ -53,6 +53,23 @@ class ContrastSpec(Strict):
         return self
 
 
+class ControlSpec(Strict):
+    """A contrast whose verdict is known in advance: an A/A comparison (cells identical up to
+    their seeds) must show no difference, a planted effect must be found in its direction. The
+    report opens with whether every control came out as it must (a broken pipeline shows there,
+    not in a paper)."""
+
+    contrast: str = Field(description="The `label` of a declared contrast (or `A vs B` for one "
+                          "without a label).")
+    expect: Literal["a_better", "b_better", "equivalent", "no_difference"] = Field(
+        description="`a_better`: A ≻ B; `b_better`: B ≻ A; `equivalent`: A ≈ B (needs a margin); "
+        "`no_difference`: neither ≻ nor ≺ (≈ or inconclusive).")
+    metric: str | None = Field(None, description="The metric judged (default: every metric the "
+                               "contrast is tested on).")
+    why: str = Field("", description="What the control shows; cosmetic.",
+                     json_schema_extra=COSMETIC)
+
+
 class BootstrapSpec(Strict):
     """The case-level evidence: a paired bootstrap over the test set's groups."""
 

@@ -24,7 +24,7 @@ from bench.config.protocols import (
     TTASpec,
     protocol_union,
 )
-from bench.config.reporting import ContrastSpec, PublishedSpec, ReportSpec
+from bench.config.reporting import ContrastSpec, ControlSpec, PublishedSpec, ReportSpec
 from bench.config.slurm import SlurmSpec
 from bench.config.training import (
     AugmentSpec,
@@ -195,10 +195,25 @@ class Suite(Strict):
     seeds: SeedsSpec = Field(default_factory=SeedsSpec, description="Trials per cell.")
     contrasts: list[ContrastSpec] = Field(default_factory=list, description="Comparisons.")
     report: ReportSpec = Field(default_factory=ReportSpec, description="Report settings.")
+    controls: list[ControlSpec] = Field(
+        default_factory=list, description="Contrasts whose verdict is known in advance (A/A, a "
+        "planted effect): the report opens with whether each came out as it must.")
     published: dict[str, PublishedSpec] = Field(
         default_factory=dict, description="cell name → its published results (mean, sd, n per "
         "metric, and the source), shown beside the measured ones with a replication verdict.")
     slurm: SlurmSpec = Field(default_factory=SlurmSpec, description="SLURM submission settings.")
+
+    @model_validator(mode="after")
+    def _controls_name_contrasts(self) -> Suite:
+        labels = [c.label or f"{c.a} vs {c.b}" for c in self.contrasts if c.a and c.b]
+        for i, ctl in enumerate(self.controls):
+            if ctl.contrast not in labels:
+                raise ValueError(f"controls[{i}].contrast {ctl.contrast!r} names no declared "
+                                 f"contrast (those with a and b: {labels})")
+            if ctl.metric is not None and ctl.metric not in self.report.metrics:
+                raise ValueError(f"controls[{i}].metric {ctl.metric!r} is not one of "
+                                 f"report.metrics {self.report.metrics}")
+        return self
 
     @field_validator("datasets", "inits", "stages", "protocols")
     @classmethod
