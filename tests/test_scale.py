@@ -152,7 +152,20 @@ def test_lease_timing_and_store_are_checked() -> None:
     with pytest.raises(BenchError, match=r"BENCH_CLAIM_TTL \(20 s\) must exceed 3 × "
                                          r"BENCH_HEARTBEAT_S \(30 s\)"):
         check_timing(20, 30)
-    check_timing(91, 30)
+    with pytest.raises(BenchError):
+        check_timing(90, 30)  # the bound itself is refused
+    check_timing(90.5, 30)
+
+
+def test_the_lease_defaults_are_the_documented_ones(monkeypatch) -> None:
+    from bench.execute.leases import claim_ttl, heartbeat_seconds
+
+    monkeypatch.delenv("BENCH_CLAIM_TTL", raising=False)
+    monkeypatch.delenv("BENCH_HEARTBEAT_S", raising=False)
+    readme = " ".join((Path(__file__).resolve().parents[1] / "README.md").read_text().split())
+    assert f"`BENCH_CLAIM_TTL` seconds (default {claim_ttl():g})" in readme
+    assert f"`BENCH_HEARTBEAT_S` seconds (default {heartbeat_seconds():g})" in readme
+    check_timing(claim_ttl(), heartbeat_seconds())
     with pytest.raises(BenchError, match="'mysql' is not supported"):
         Leases("mysql://u@h/db")
 
