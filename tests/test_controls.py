@@ -96,3 +96,22 @@ def test_the_controls_pass_and_a_broken_pipeline_fails_them(tmp_path: Path, caps
     # every replicate now evaluates the same initialisation: no variance left to test
     assert "A/A pre-trained (accuracy): expected no difference (≈ or inconclusive), got " \
         "degenerate" in line
+
+
+def test_the_shipped_controls_are_what_they_claim() -> None:
+    """Read from suites/controls.yaml: the A/A arms differ only in their seeds, and the planted
+    effect's source is labelled by the target's own factors (colour random in both)."""
+    from bench.plan import load_suite
+
+    suite = load_suite(SUITE, env={}).suite
+    a, b = suite.inits["rnd_a"], suite.inits["rnd_b"]
+    assert a.model_dump(exclude={"seed"}) == b.model_dump(exclude={"seed"}) and a.seed != b.seed
+    src, tgt = (suite.datasets[n].synthetic for n in ("source", "target"))
+    assert src.label_factors == tgt.label_factors and "colour" not in tgt.label_factors
+    assert suite.stages["SL"].method == "supervised" and suite.stages["SL"].replicates >= 3
+    by_label = {c.label: c for c in suite.contrasts}
+    assert {c.contrast: c.expect for c in suite.controls} == {
+        "A/A": "no_difference", "A/A pre-trained": "no_difference", "planted": "a_better"}
+    assert by_label["A/A"].a == "rnd_a/lp" and by_label["A/A"].b == "rnd_b/lp"
+    assert by_label["A/A pre-trained"].a == "rnd_a+SL/lp"
+    assert by_label["A/A pre-trained"].b == "rnd_b+SL/lp"

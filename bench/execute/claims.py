@@ -190,7 +190,7 @@ class Heartbeat:
         """Renew every held lease once."""
         with self._lock:
             held = dict(self._held)
-        lost = {lease for lease in self.leases.renew(held.values())}
+        lost = set(self.leases.renew(held.values()))
         with self._lock:
             self._lost |= {r for r, lease in held.items() if lease in lost}
 

@@ -169,6 +169,8 @@ class Leases:
         self.dialect = self.engine.dialect.name
         self._now = _NOW[self.dialect]
         self._lock = " FOR UPDATE" if self.dialect == "postgresql" else ""
+        self._select = (f"SELECT key, owner, generation, state, run_id, {self._now} - heartbeat "
+                        "FROM bench_leases")
         self.id = self._open()
 
     def _open(self) -> str:
@@ -196,8 +198,7 @@ class Leases:
         """The rows of ``keys`` (all rows when None), with their age by the database clock."""
         from sqlalchemy import bindparam, text
 
-        sql = (f"SELECT key, owner, generation, state, run_id, {self._now} - heartbeat "
-               "FROM bench_leases")
+        sql = self._select
         with self.engine.connect().execution_options(bench_read=True) as conn:
             if keys is None:
                 found = conn.execute(text(sql))
@@ -207,8 +208,7 @@ class Leases:
                     return {}
                 found = conn.execute(text(sql + " WHERE key IN :keys").bindparams(
                     bindparam("keys", expanding=True)), {"keys": wanted})
-            return {r[0]: LeaseRow(r[0], r[1], int(r[2]), r[3], r[4], float(r[5]))
-                    for r in found}
+            return {r[0]: _as_row(r) for r in found}
 
     def live_keys(self) -> set[str]:
         """Keys whose lease a live holder holds."""
@@ -222,10 +222,8 @@ class Leases:
     def _row(self, conn: Any, key: str) -> LeaseRow | None:
         from sqlalchemy import text
 
-        r = conn.execute(text(f"SELECT key, owner, generation, state, run_id, {self._now} - "
-                              f"heartbeat FROM bench_leases WHERE key = :k{self._lock}"),
-                         {"k": key}).first()
-        return None if r is None else LeaseRow(r[0], r[1], int(r[2]), r[3], r[4], float(r[5]))
+        r = conn.execute(text(f"{self._select} WHERE key = :k{self._lock}"), {"k": key}).first()
+        return None if r is None else _as_row(r)
 
     # ------------------------------------------------------------------ writing
     def acquire(self, keys: Sequence[str], owner: str
@@ -260,7 +258,9 @@ class Leases:
 
     def renew(self, leases: Iterable[Lease]) -> list[Lease]:
         """Stamp the holder's heartbeat on ``leases``; return those it no longer holds."""
-        return [lease for lease in leases if not self._update(lease, f"heartbeat = {self._now}")]
+        with self.engine.begin() as conn:  # one transaction for all of them
+            return [lease for lease in leases
+                    if not self._update(lease, f"heartbeat = {self._now}", conn=conn)]
 
     def release(self, lease: Lease, state: str = FREE) -> bool:
         """End a lease (``free``: the unit is to be done again; ``done``: it is finished).
@@ -296,16 +296,26 @@ class Leases:
             conn.execute(text(f"UPDATE bench_leases SET state = '{DONE}', heartbeat = "
                               f"{self._now} WHERE key = :k"), {"k": lease.key})
 
-    def _update(self, lease: Lease, assignment: str, values: dict | None = None) -> bool:
+    def _update(self, lease: Lease, assignment: str, values: dict | None = None,
+                conn: Any = None) -> bool:
+        """Apply ``assignment`` to ``lease``'s row while it is the holder's (in ``conn``'s
+        transaction, else in one of its own); whether it was."""
         from sqlalchemy import text
 
-        with self.engine.begin() as conn:
-            n = conn.execute(text(
-                f"UPDATE bench_leases SET {assignment} WHERE key = :k AND owner = :o AND "
-                f"generation = :g AND state = '{HELD}'"),
-                {"k": lease.key, "o": lease.owner, "g": lease.generation, **(values or {})}
-            ).rowcount
+        if conn is None:
+            with self.engine.begin() as own:
+                return self._update(lease, assignment, values, own)
+        n = conn.execute(text(
+            f"UPDATE bench_leases SET {assignment} WHERE key = :k AND owner = :o AND "
+            f"generation = :g AND state = '{HELD}'"),
+            {"k": lease.key, "o": lease.owner, "g": lease.generation, **(values or {})}
+        ).rowcount
         return n == 1
+
+
+def _as_row(r: Any) -> LeaseRow:
+    """A result row of ``_select`` as a :class:`LeaseRow`."""
+    return LeaseRow(r[0], r[1], int(r[2]), r[3], r[4], float(r[5]))
 
 
 def _engine(uri: str) -> Any:
