@@ -34,6 +34,18 @@ def replicate_seed(seed: int, replicate: int) -> int:
     return seed if replicate == 0 else derive_seed(seed, f"replicate{replicate}")
 
 
+def path_seed(seed: int, parents: tuple[int, ...], replicate: int) -> int:
+    """The seed of replicate ``replicate`` of a stage whose seed is ``seed``, trained on the
+    encoder of replicate path ``parents`` (the replicate indices of the replicated stages before
+    it; ``()`` when none is). Under parent path 0 (or none) it is :func:`replicate_seed`, so
+    those keys never change; under any other parent path it is
+    ``derive_seed(seed, "replicate<p1>.<p2>…<r>")``: each path through the replicated stages is
+    an independent run of the whole chain, none sharing another's draws."""
+    if not any(parents):
+        return replicate_seed(seed, replicate)
+    return derive_seed(seed, "replicate" + ".".join(map(str, (*parents, replicate))))
+
+
 def trial_seeds(trial_seed: int, base: int, vary: Iterable[str]) -> dict[str, int]:
     """Seed of every source for one trial: varying sources use the trial seed, others ``base``."""
     vary = set(vary)

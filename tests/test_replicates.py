@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from bench.analysis import single_runs
 from bench.cli import main
 from bench.plan import build_plan, load_suite
 from bench.seeds import replicate_seed
@@ -31,6 +32,19 @@ def test_replicates_expand_the_plan_and_keep_replicate_zero_keys(tiny_suite) -> 
     assert [s.replicate for s in bt] == ["0.0", "0.1", "1.0", "1.1"]
     assert len({s.parent_key for s in bt}) == 2
     assert {c.unit for c in four.replicates_of("rnd+sup+bt/lp")} == {"0", "1"}
+    # every path through the replicated stages is its own run: under parent 0 the seeds (and
+    # keys) are those of the unreplicated parent's children; under parent 1 all are new
+    seeds = {s.replicate: s.spec.seed for s in bt}
+    assert (seeds["0.0"], seeds["0.1"]) == (r0.spec.seed, r1.spec.seed)
+    assert len(set(seeds.values())) == 4
+    assert [bt[0].key, bt[1].key] == [r0.key, r1.key]
+    # a stage once per parent replicate is a run per path, not one checkpoint
+    once = build_plan(load_suite(tiny_suite, ["stages.sup.replicates=3"]))
+    bt_once = [s for s in once.stages if s.name == "bt"]
+    assert [s.replicate for s in bt_once] == ["0", "1", "2"]
+    assert len({s.spec.seed for s in bt_once}) == 3 and bt_once[0].spec.seed == 0
+    assert single_runs(once, "rnd+sup+bt/ft", "rnd+sup/ft") == []
+    assert single_runs(one, "rnd+sup+bt/ft", "rnd+sup/ft") == ["rnd+sup+bt"]
 
 
 def test_replicated_suite_runs_and_reports_three_kinds_of_evidence(tiny_suite, capsys) -> None:

@@ -59,10 +59,12 @@ class Analysis:
 
 def single_runs(plan: Plan, a: str, b: str) -> list[str]:
     """Stages that differ between two cells' encoders and were pre-trained once (their
-    labels): a verdict between the cells is then about those checkpoints."""
+    labels): a verdict between the cells is then about those checkpoints. A stage after a
+    replicated one is not: it ran once per replicate path, each time with a seed of its own."""
     keys = plan.stage_keys_of(a) ^ plan.stage_keys_of(b)
     nodes = {s.key: s for s in plan.stages}
-    return sorted({nodes[k].label for k in keys if nodes[k].spec.replicates == 1})
+    return sorted({nodes[k].label for k in keys
+                   if nodes[k].spec.replicates == 1 and not nodes[k].replicate})
 
 
 class _CaseCache:

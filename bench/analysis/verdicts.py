@@ -13,7 +13,8 @@ Three kinds of evidence per contrast A − B on one metric:
   within a cell: is the difference expected to hold on new patients?
 
 The primary verdict uses the replicate-level test when it exists, else the seed-level one; when
-the cells differ in a stage that was pre-trained once, it is about those checkpoints and says so
+the cells differ in a stage that was pre-trained once (not replicated, and not after a replicated
+stage, whose every path runs it anew), it is about those checkpoints and says so
 ("(1 pre-training run)"). A ≻ B when the Holm-adjusted p (within the contrast's family, every
 declared contrast counted) is below α; A ≈ B only when a margin is declared (on the contrast or
 in ``report.margins``) and the Holm-adjusted TOST p is below α; otherwise *inconclusive*. A

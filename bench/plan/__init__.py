@@ -6,7 +6,9 @@ Keys (sha256, 16 hex digits shown) are functions of content, never of names or o
   replicate count, the hash of the data it trains on, its seed). Replicate r of a stage with
   ``replicates: k`` trains with its own seed (:func:`replicate_seed`; replicate 0 keeps the
   stage's seed, so its key is the key of the unreplicated stage and adding replicates to a
-  finished suite reuses its runs); every replicate of a parent gets k replicates of the child;
+  finished suite reuses its runs); every replicate of a parent gets k replicates of the child,
+  each with a seed of its own path (:func:`bench.seeds.path_seed`: a path through the replicated
+  stages is an independent run of the whole chain);
 - cell  = H(encoder key, the protocol's config without cosmetic fields, train/test manifest hashes);
 - trial = H(cell key, trial seed, the seed sources that vary, the base seed).
 So editing a description changes no key, renaming a stage changes no key, and the same stage used

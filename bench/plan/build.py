@@ -11,7 +11,7 @@ from bench.config.schema import Suite
 from bench.errors import BenchError
 from bench.plan.keys import content_key, data_hash, key_view, method_digest
 from bench.plan.nodes import Cell, InitNode, Plan, StageNode, Trial, replicate_label
-from bench.seeds import replicate_seed, trial_seeds
+from bench.seeds import path_seed, trial_seeds
 
 
 def _placeholder(name: str, spec: Any) -> Any:
@@ -185,8 +185,9 @@ def build_plan(loaded: LoadedSuite, base_dir: Path | None = None, check_files: b
             grown = []
             for path, parent in leaves:
                 for r in range(spec.replicates):
-                    rspec = spec if r == 0 else spec.model_copy(
-                        update={"seed": replicate_seed(spec.seed, r)})
+                    seed = path_seed(spec.seed, path, r)
+                    rspec = spec if seed == spec.seed else spec.model_copy(
+                        update={"seed": seed})
                     view = {k: v for k, v in key_view(rspec).items()
                             if k not in ("data", "repeat", "replicates")}
                     if source:  # user methods only: bench's own keep their keys
