@@ -18,8 +18,9 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q -e '.[dev,slurm,postgres]'
 	touch $(STAMP)
 
+# 2 workers of 1 thread each (the suite's `threads: 1`, on any machine: the demo's numerics)
 demo: setup
-	$(BIN)/bench run suites/demo.yaml
+	BENCH_THREADS=1 $(BIN)/bench run suites/demo.yaml --workers 2
 	$(BIN)/bench report suites/demo.yaml --format markdown --format html --out reports/demo
 
 test: setup

@@ -30,9 +30,9 @@ class SyntheticSpec(Strict):
     label_factors: list[Literal["colour", "shape", "texture", "background"]] = Field(
         default_factory=lambda: list(DEFAULT_FACTORS), min_length=1,
         description="Which factors carry the class: each listed one takes its class's value, "
-        "every other is drawn at random per image (a nuisance the labels ignore). E.g. a source "
-        "set labelled by `[colour]` and a target set by `[shape, texture]` make supervised "
-        "source features useless for the target by construction.",
+        "every other is drawn at random per image (a nuisance the labels ignore). E.g. the "
+        "demo's source set labelled by `[shape]` and target set by `[colour]`: supervised "
+        "source features discard the colour the target needs, by construction.",
         json_schema_extra=KEYED_WHEN_SET)
 
     @model_validator(mode="after")
