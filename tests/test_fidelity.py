@@ -182,9 +182,10 @@ def test_barlow_twins_stage_loss_is_the_reference_one_batch_plus_the_sparse_head
     x1, x2 = torch.rand(2, 16, 3, 16, 16, generator=torch.Generator().manual_seed(1))
     got = bt.loss(encoder, [x1, x2], None)
     want = _reference_bt(encoder, bt.projector, x1, x2, 0.01, 0.05)
-    assert float(got.detach()) == pytest.approx(float(want.detach()), rel=1e-5)
-    sparse = 0.05 * float(bt.projector[-1].weight.norm(dim=0).sum())
-    assert sparse > 1e-3 * float(want)  # the head term is not negligible here: it is tested
+    got, want = float(got.detach()), float(want.detach())
+    assert got == pytest.approx(want, rel=1e-5)
+    sparse = 0.05 * float(bt.projector[-1].weight.detach().norm(dim=0).sum())
+    assert sparse > 1e-3 * want  # the head term is not negligible here: it is tested
 
 
 def test_projector_is_kaiming_normal_with_zero_biases() -> None:
