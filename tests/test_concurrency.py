@@ -99,13 +99,15 @@ def test_two_runners_of_three_workers_run_every_unit_once(tmp_path: Path, refere
 
 
 def _locked(out: Path) -> bool:
-    """Whether a process holds the write lock of the output's SQLite stores."""
+    """Whether a process holds any lock of the output's SQLite stores: a write lock, or a read
+    lock (an open read transaction), which a stopped process would keep for ever and which keeps
+    every writer from committing. ``BEGIN EXCLUSIVE`` is refused in both cases."""
     import sqlite3
 
     for db in (out / "mlflow.db", out / "leases.db"):
         conn = sqlite3.connect(db, timeout=0, isolation_level=None)
         try:
-            conn.execute("BEGIN IMMEDIATE")
+            conn.execute("BEGIN EXCLUSIVE")
             conn.execute("ROLLBACK")
         except sqlite3.OperationalError:
             return True
