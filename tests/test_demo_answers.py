@@ -1,7 +1,6 @@
 """suites/demo.yaml end to end on a smaller run (run, rerun: nothing trains, plan, report in
 every format), and its known answers: the controls its data guarantees (SSL ≻ SL on the linear
-probe; further pre-training improves SL; SL and SSL alike after it) come out so, with room to
-spare.
+probe; further pre-training improves SL; SL and SSL alike after it) come out so.
 
 The run keeps the demo's target data, models, seeds per replicate and 3 pre-training replicates
 per stage; it drops the fine-tune cells (the controls read the linear probe), a third of the
