@@ -21,7 +21,7 @@ $(STAMP): pyproject.toml
 # 2 workers of 1 thread each (the suite's `threads: 1`, on any machine: the demo's numerics)
 demo: setup
 	BENCH_THREADS=1 $(BIN)/bench run suites/demo.yaml --workers 2
-	$(BIN)/bench report suites/demo.yaml --format markdown --format html --out reports/demo
+	$(BIN)/bench report suites/demo.yaml --format markdown --format html --report-dir reports/demo
 
 test: setup
 	$(BIN)/python -m pytest -q -p no:cacheprovider; rc=$$?; if [ $$rc -eq 5 ]; then echo "no tests collected"; exit 0; fi; exit $$rc

@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
 
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+# `bench run` remembers each folder's last run for `bench report` without a suite: in a
+# throwaway folder here, never in the user's state folder
+os.environ["BENCH_STATE_DIR"] = tempfile.mkdtemp(prefix="bench-state-")
+atexit.register(shutil.rmtree, os.environ["BENCH_STATE_DIR"], True)
 
 TINY_SUITE = """\
 name: tiny

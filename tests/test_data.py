@@ -243,11 +243,11 @@ def test_data_check_cli_and_leakage(synth_dir: Path, tmp_path: Path, capsys) -> 
     out = capsys.readouterr().out
     assert "leakage: no test image is trained on" in out and "manifest s:train  sha256" in out
     # the stage pre-trains on all of 's': the test ids are trained on
-    assert main(["data", "check", str(_write(tmp_path, synth_dir, "s"))]) == 1
+    assert main(["data", "check", str(_write(tmp_path, synth_dir, "s"))]) == 2
     assert "30 images in both (same id)" in capsys.readouterr().out
     # a test picture copied under another name into the pre-training folder
     copied = _leak_suite(tmp_path, synth_dir, "extra:all", copy=True)
-    assert main(["data", "check", str(copied)]) == 1
+    assert main(["data", "check", str(copied)]) == 2
     assert "identical pictures (same decoded pixels)" in capsys.readouterr().out
     # bench run refuses before training anything, and says how to proceed
     assert main(["run", str(copied)]) == 2
@@ -258,7 +258,7 @@ def test_data_check_cli_and_leakage(synth_dir: Path, tmp_path: Path, capsys) -> 
     assert "warning: allowed (pilot run on purpose)" in capsys.readouterr().out
     # a missing file is a clean error naming it
     (synth_dir / "images" / "syn_1_000000.jpg").unlink()
-    assert main(["data", "check", str(clean)]) == 1
+    assert main(["data", "check", str(clean)]) == 2
     assert "1 image files missing" in capsys.readouterr().out
 
 

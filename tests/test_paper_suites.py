@@ -18,7 +18,7 @@ TEST_ARCH = "tiny_resnet_w8"
 
 
 def test_isic2019star_plan_has_the_papers_cells(capsys) -> None:
-    assert main(["plan", str(ROOT / "suites" / "isic2019star.yaml")]) == 0
+    assert main(["plan", str(ROOT / "suites" / "isic2019star.yaml"), "--allow-missing"]) == 0
     out = capsys.readouterr().out
     assert "suite isic2019star: 8 stage(s), 20 cell(s), 700 trial(s) (35 seeds per cell)" in out
     plan = build_plan(load_suite(ROOT / "suites" / "isic2019star.yaml", env={}), lenient=True)

@@ -49,6 +49,16 @@ class LoadedSuite:
     suite: Suite
     path: Path
     overrides: list[str] = field(default_factory=list)
+    env_vars: dict[Loc, tuple[str, ...]] = field(default_factory=dict)
+    """Field path → the ``${VAR}`` names its value was read from (e.g. ``("datasets", "isic",
+    "labels")`` → ``("ISIC2019_GT",)``): what a message about that field tells the user to set."""
+
+    def env_hint(self, *prefix: str | int) -> str:
+        """``"set ISIC2019_GT (datasets.isic.labels), …"`` for the fields under ``prefix`` whose
+        value came from the environment, or ``""``."""
+        found = [f"{v} ({format_path(loc)})" for loc, names in self.env_vars.items()
+                 if loc[: len(prefix)] == prefix for v in names]
+        return "set " + ", ".join(found) if found else ""
 
     @property
     def output(self) -> Path:
@@ -112,6 +122,17 @@ def _scalar(text: str) -> Any:
     except Exception:  # a string that is not valid YAML on its own stays a string
         return text
     return text if value is None and text.strip() not in {"null", "~", ""} else value
+
+
+def _env_vars(node: Any, loc: Loc = ()) -> dict[Loc, tuple[str, ...]]:
+    """Every field whose text names ``${VAR}``, with those names (before interpolation)."""
+    if isinstance(node, dict):
+        return {k: v for key, sub in node.items() for k, v in _env_vars(sub, (*loc, key)).items()}
+    if isinstance(node, list):
+        return {k: v for i, sub in enumerate(node) for k, v in _env_vars(sub, (*loc, i)).items()}
+    names = tuple(dict.fromkeys(n for n, _ in _VAR_RE.findall(node))) \
+        if isinstance(node, str) else ()
+    return {loc: names} if names else {}
 
 
 def _interpolate(node: Any, env: Mapping[str, str], loc: Loc, problems: list[Problem]) -> Any:
@@ -301,7 +322,9 @@ def load_suite(
         raise SuiteError([Located((), "a suite must be a mapping of sections", f"{path}:1:1")])
 
     problems: list[Problem] = []
-    data = _interpolate(_to_plain(tree), env, (), problems)
+    plain = _to_plain(tree)
+    env_vars = _env_vars(plain)
+    data = _interpolate(plain, env, (), problems)
     if profile is not None:
         from bench.config.profiles import apply_profile
 
@@ -314,6 +337,7 @@ def load_suite(
         loc, value = parse_override(text_)
         _apply_override(data, loc, value, text_)
         overridden[loc] = text_
+        env_vars = {k: v for k, v in env_vars.items() if k[: len(loc)] != loc}
 
     suite: Suite | None = None
     if not problems:
@@ -331,7 +355,7 @@ def load_suite(
     if problems:
         raise SuiteError([_locate(p, path, tree, overridden) for p in problems])
     assert suite is not None
-    return LoadedSuite(suite=suite, path=path, overrides=list(overrides))
+    return LoadedSuite(suite=suite, path=path, overrides=list(overrides), env_vars=env_vars)
 
 
 def _locate(p: Problem, path: Path, tree: Any, overridden: Mapping[Loc, str]) -> Located:

@@ -11,6 +11,10 @@ class DataError(BenchError):
     """A dataset cannot be read as described."""
 
 
+class MissingData(DataError):
+    """A file or folder the dataset names is not there (messages add where to get it)."""
+
+
 def offenders(what: str, items: Sequence[object], where: str, limit: int = 20) -> str:
     """``"<where>: 3 missing image files: a, b, c"`` with at most ``limit`` items shown."""
     shown = ", ".join(str(i) for i in list(items)[:limit])

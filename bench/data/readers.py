@@ -22,14 +22,14 @@ import pandas as pd
 
 from bench.config.schema import DatasetSpec
 from bench.data import synthetic
-from bench.data.errors import DataError, offenders
+from bench.data.errors import DataError, MissingData, offenders
 
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff")
 
 
 def _csv(path: Path, where: str, required: list[str]) -> pd.DataFrame:
     if not path.is_file():
-        raise DataError(f"{where}: file not found: {path}")
+        raise MissingData(f"{where}: file not found: {path}")
     try:
         df = pd.read_csv(path, dtype=str, keep_default_na=False)  # LF or CRLF
     except Exception as exc:
@@ -45,7 +45,7 @@ def _files_in(root: Path) -> set[str]:
     try:
         return set(os.listdir(root))
     except FileNotFoundError as exc:
-        raise DataError(f"image folder not found: {root}") from exc
+        raise MissingData(f"image folder not found: {root}") from exc
 
 
 def read_isic2019(spec: DatasetSpec, where: str) -> pd.DataFrame:
@@ -114,12 +114,12 @@ def read_image_folder(spec: DatasetSpec, where: str, folders: list[str] | None =
     assert spec.root
     root = Path(spec.root)
     if not root.is_dir():
-        raise DataError(f"{where}: image folder not found: {root}")
+        raise MissingData(f"{where}: image folder not found: {root}")
     rows = []
     for folder in folders or [""]:
         base = root / folder
         if not base.is_dir():
-            raise DataError(f"{where}: folder not found: {base}")
+            raise MissingData(f"{where}: folder not found: {base}")
         for cls in sorted(p.name for p in base.iterdir() if p.is_dir()):
             for f in sorted((base / cls).iterdir()):
                 if f.suffix.lower() in IMAGE_EXTS:
@@ -244,11 +244,11 @@ def _check_files(df: pd.DataFrame, spec: DatasetSpec, root: Path, where: str) ->
         exists = np.array([os.path.isfile(p) for p in df["path"]])
     if not exists.all():
         if spec.missing_images == "error":
-            raise DataError(offenders(f"image files missing under {root}",
+            raise MissingData(offenders(f"image files missing under {root}",
                                       df["rel"][~exists].tolist(), where))
         df = df[exists].reset_index(drop=True)
         if df.empty:
-            raise DataError(f"{where}: none of the labelled images is under {root}")
+            raise MissingData(f"{where}: none of the labelled images is under {root}")
     if not spec.allow_outside_root:
         _check_inside(df, root, where)
     df["bytes"] = [os.path.getsize(p) for p in df["path"]]

@@ -50,6 +50,10 @@ class WeightsError(BenchError, RuntimeError):
     """Weights cannot be found, read or matched to the architecture."""
 
 
+class MissingWeights(WeightsError):
+    """The weights file is not on this machine (messages add where to get it)."""
+
+
 def sha256_file(path: Path, chunk: int = 1 << 22) -> str:
     """Hex sha256 of a file's bytes."""
     h = hashlib.sha256()
@@ -87,11 +91,11 @@ def resolve_weights_path(source: str, base: Path | None = None) -> Path | None:
         if not path.is_absolute() and base is not None:
             path = base / path
         if not path.is_file():
-            raise WeightsError(f"weights file not found: {path}")
+            raise MissingWeights(f"weights file not found: {path}")
         return path
     path, url = torchvision_weights_file(source)
     if not path.is_file():
-        raise WeightsError(
+        raise MissingWeights(
             f"torchvision weights {source.removeprefix('torchvision:')} are not on this machine. "
             f"bench never downloads: fetch {url} and place it as {path} "
             f"(or set TORCH_HOME so that <TORCH_HOME>/hub/checkpoints/ holds it)"

@@ -24,6 +24,22 @@ def _placeholder(name: str, spec: Any) -> Any:
     return Dataset(name=name, spec=spec, records=records, classes=[])
 
 
+def _with_hints(exc: BenchError, loaded: LoadedSuite, where: tuple[str, str], source: str | None,
+                prefix: str = "") -> str:
+    """The message of an input that cannot be read; when it is *missing*, with the environment
+    variables of the suite that choose its location (``set HAM10000_DIR (datasets.ham.root)``)
+    and where to get it (:mod:`bench.sources`)."""
+    from bench.data.errors import MissingData
+    from bench.models.files import MissingWeights
+
+    text = prefix + str(exc)
+    if not isinstance(exc, MissingData | MissingWeights):
+        return text
+    if env := loaded.env_hint(*where):
+        text += f"\n    or point the suite at it: {env}"
+    return text + (f"\n    get it: {source}" if source else "")
+
+
 def _check_parts(suite: Suite, datasets: dict[str, Any], cells_spec: list) -> None:
     """Every part a used protocol or stage names must hold images, and a protocol's training
     part an image of every class of its dataset."""
@@ -123,9 +139,10 @@ def build_plan(loaded: LoadedSuite, base_dir: Path | None = None, check_files: b
     """Expand a validated suite into its plan (reads dataset records; decodes no pixels).
 
     Relative paths (weights, data) are relative to ``base_dir`` (default: the working directory).
-    With ``lenient``, a dataset or weights file that cannot be read is listed in
-    ``plan.missing`` (with where to get it) instead of raising; the plan's shape is still
-    right, but its keys are provisional.
+    A dataset or weights file that cannot be read is an error naming it (a missing one also
+    where to get it and the suite's environment variable that locates it), all of them in one
+    message. With ``lenient`` they are listed in ``plan.missing`` instead of raising; the plan's
+    shape is still right, but its keys are provisional.
     """
     from bench.data.dataset import build_dataset
     from bench.models.files import init_fingerprint
@@ -139,6 +156,7 @@ def build_plan(loaded: LoadedSuite, base_dir: Path | None = None, check_files: b
         used |= {parse_ref(r)[0] for r in (p.train, p.test)}
         used |= {parse_ref(r)[0] for st in chain for r in suite.stages[st].data}
     missing: list[str] = []
+    errors: list[BenchError] = []
     datasets = {}
     for name in suite.datasets:
         if name not in used:
@@ -146,13 +164,12 @@ def build_plan(loaded: LoadedSuite, base_dir: Path | None = None, check_files: b
         try:
             datasets[name] = build_dataset(name, suite.datasets[name], check_files)
         except BenchError as exc:
-            if not lenient:
-                raise
             from bench.sources import DATASET_SOURCES
 
             spec = suite.datasets[name]
-            missing.append(f"{str(exc).splitlines()[0]}\n    get it: "
-                           f"{DATASET_SOURCES.get(spec.format, '')}")
+            text = _with_hints(exc, loaded, ("datasets", name), DATASET_SOURCES.get(spec.format))
+            errors.append(type(exc)(text))
+            missing.append(text)
             datasets[name] = _placeholder(name, spec)
     if not missing:
         _check_parts(suite, datasets, cells_spec)
@@ -164,15 +181,18 @@ def build_plan(loaded: LoadedSuite, base_dir: Path | None = None, check_files: b
         try:
             fp = init_fingerprint(spec.arch, spec.weights, spec.seed, base)
         except BenchError as exc:
-            if not lenient:
-                raise
             from bench.sources import weights_hint
 
             hint = (weights_hint(spec.weights.removeprefix("file:"))
-                    if spec.weights.startswith("file:") else "")
-            missing.append(f"init {name!r}: {exc}" + (f"\n    get it: {hint}" if hint else ""))
+                    if spec.weights.startswith("file:") else None)
+            text = _with_hints(exc, loaded, ("inits", name), hint, f"init {name!r}: ")
+            errors.append(type(exc)(text))
+            missing.append(text)
             fp = f"missing:{spec.weights}"
         inits[name] = InitNode(name=name, key=content_key("init", spec.arch, fp), fingerprint=fp)
+    if errors and not lenient:  # every input that cannot be read, in one message
+        raise errors[0] if len(errors) == 1 else BenchError(
+            f"{len(errors)} inputs cannot be read:\n" + "\n".join(f"  - {m}" for m in missing))
 
     stages: dict[str, StageNode] = {}
     encoders_of: dict[tuple[str, tuple[str, ...]], list[tuple[tuple[int, ...], str]]] = {}

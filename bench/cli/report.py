@@ -1,0 +1,57 @@
+"""``bench report``: the results of a suite in every format asked for, known answers first."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from bench.cli.context import load, require_store
+from bench.errors import EXIT_OK
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    """``bench report [SUITE]``: into ``--report-dir`` (default ``reports/<suite name>``); the
+    suite defaults to the last one run from this folder."""
+    from bench.plan import build_plan
+    from bench.report.render import FILENAMES, render, write_csv
+    from bench.report.tables import build_report
+    from bench.results import load_results
+    from bench.track import Tracker
+
+    loaded, output, uri = load(args)
+    require_store(loaded, output, uri)
+    plan = build_plan(loaded)
+    tracker = Tracker(uri, loaded.suite.name, output / "artifacts")
+    results = load_results(plan, tracker)
+    out = args.report_dir or Path("reports") / loaded.suite.name
+    out.mkdir(parents=True, exist_ok=True)
+    predictions, notes = {}, []
+    if loaded.suite.report.bootstrap.resamples > 0:  # case-level evidence
+        from bench.contrasts import expand_contrasts
+        from bench.results import load_predictions
+
+        cells = {n for c in expand_contrasts(loaded.suite.contrasts, plan.cell_names())
+                 for n in (c.a, c.b)}
+        predictions, notes = load_predictions(plan, tracker, results, cells)
+    data = build_report(plan, results, args.metrics, args.alpha, predictions)
+    data.notes[:0] = notes
+    for w in data.warnings:
+        print(f"warning: {w}", file=sys.stderr)
+    if data.controls:  # known answers first: a failed control discredits every verdict
+        print(data.controls_line, file=sys.stdout if data.controls_line.endswith("passed")
+              else sys.stderr)
+    for fmt in args.formats or ["markdown"]:
+        if fmt == "csv":
+            paths = write_csv(data, results, out)
+        else:
+            if fmt == "html" and not data.figures:
+                from bench.report.figures import all_figures
+
+                data.figures = all_figures(data, results)
+            path = out / FILENAMES[fmt]
+            path.write_text(render(data, fmt), encoding="utf-8")
+            paths = [path]
+        for path in paths:
+            print(f"wrote {path}")
+    return EXIT_OK
