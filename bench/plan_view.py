@@ -4,24 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from bench.config.names import parse_ref
-from bench.plan import Plan, StageNode
+from bench.plan import Plan
+from bench.plan.cost import stage_cost, stage_images, trial_cost
 from bench.track import FINISHED, RunRecord
-
-
-def _count(plan: Plan, ref: str) -> int:
-    ds, part = parse_ref(ref)
-    return len(plan.datasets[ds].part(part))
-
-
-def _stage_images(plan: Plan, s: StageNode) -> int:
-    reps = s.spec.repeat or [1] * len(s.spec.data)
-    return sum(_count(plan, r) * k for r, k in zip(s.spec.data, reps, strict=True))
-
-
-def _stage_cost(plan: Plan, s: StageNode) -> int:
-    """Image passes of a stage (two views per image for SSL methods, counted as 2)."""
-    return _stage_images(plan, s) * (s.spec.warmup_epochs + s.spec.epochs) * 2
 
 
 def describe_plan(plan: Plan, status: Mapping[str, RunRecord] | None, trials: bool = False) -> str:
@@ -46,31 +31,31 @@ def describe_plan(plan: Plan, status: Mapping[str, RunRecord] | None, trials: bo
             if spec.replicates > 1 and any(s.name == name for s in reps)))
     lines.append("")
     lines.append("datasets:")
+    unread = {m.split("'")[1] for m in plan.missing if m.startswith("dataset '")}
     for name, ds in plan.datasets.items():
+        if name in unread:
+            lines.append(f"  {name:<20} cannot be read (see the missing inputs below)")
+            continue
         parts = ", ".join(f"{p} {len(ds.part(p))}" for p in ds.parts)
         lines.append(f"  {name:<20} {len(ds.records)} images, {len(ds.classes)} classes: {parts}")
     if plan.stages:
         lines.append("")
         lines.append("stages (pre-training):")
         for s in plan.stages:
-            n = _stage_images(plan, s)
+            n = "?" if unread & {r.split(":")[0] for r in s.spec.data} else stage_images(plan, s)
             epochs = s.spec.warmup_epochs + s.spec.epochs
             lines.append(f"  {st(s.key):<9} {s.display:<40} {s.spec.method:<14} {n} images × "
                          f"{epochs} epochs  key {s.key[:12]}")
     lines.append("")
     lines.append("cells (finished/total trials):")
-    trial_cost = 0
+    eval_cost = 0.0
     done_total = 0
     for c in plan.cells:
         cell_trials = plan.trials_of(c)
         done = sum(1 for t in cell_trials if st(t.key) == FINISHED.lower())
         failed = sum(1 for t in cell_trials if st(t.key) in ("failed", "killed"))
         done_total += done
-        n_train = _count(plan, c.spec.train)
-        n_test = _count(plan, c.spec.test)
-        passes = c.spec.tta.passes if c.spec.tta.mode == "augment" else 1
-        per = n_train * (c.spec.n_warmup + c.spec.epochs) + n_test * passes
-        trial_cost += per * (len(cell_trials) - done)
+        eval_cost += trial_cost(plan, c) * (len(cell_trials) - done)
         extra = f", {failed} failed" if failed else ""
         lines.append(f"  {done:>3}/{len(cell_trials):<3} {c.display:<48} key {c.key[:12]}{extra}")
         if trials:
@@ -80,15 +65,19 @@ def describe_plan(plan: Plan, status: Mapping[str, RunRecord] | None, trials: bo
     lines.append("")
     lines.append(f"finished: {done_total}/{len(plan.trials)} trials, "
                  f"{len(plan.stages) - len(pending_stages)}/{len(plan.stages)} stages")
-    pend_stage_cost = sum(_stage_cost(plan, s) for s in pending_stages)
+    pend_stage_cost = sum(stage_cost(plan, s) for s in pending_stages)
     if plan.missing:
         lines.append("")
         lines.append(f"missing inputs ({len(plan.missing)}): keys shown are provisional until "
                      "these are in place")
         lines += [f"  - {m}" for m in plan.missing]
-    lines.append(f"remaining cost ≈ {(pend_stage_cost + trial_cost) / 1e6:.2f} M image passes "
-                 f"({pend_stage_cost / 1e6:.2f} M pre-training, {trial_cost / 1e6:.2f} M "
-                 f"evaluation)")
+    if unread:
+        lines.append("remaining cost: unknown until the missing data are in place")
+    else:
+        lines.append(f"remaining cost ≈ {(pend_stage_cost + eval_cost) / 1e6:.2f} M image "
+                     f"forward passes ({pend_stage_cost / 1e6:.2f} M pre-training, "
+                     f"{eval_cost / 1e6:.2f} M evaluation; a training pass counts "
+                     "as 3)")
     return "\n".join(lines)
 
 

@@ -37,7 +37,8 @@ from bench.execute.runners import StopRequested, UnitRunner, failure_reason
 from bench.execute.scheduler import RunSummary, Scheduler, Snapshot, needed_stages, search_key
 from bench.execute.store import StoreView
 from bench.plan import Plan, Trial
-from bench.progress import Progress
+from bench.plan.cost import unit_costs
+from bench.progress import Eta, Progress
 from bench.track import FINISHED, Tag, Tracker, best_by_key
 
 log = logging.getLogger("bench.run")
@@ -216,6 +217,9 @@ class LocalExecutor:
             runner.step()
 
         scheduler = Scheduler(self.plan, pending, needed, gave_up)
+        work = {k: c for k, c in unit_costs(self.plan).items()
+                if k in needed or k in {t.key for t in pending}}
+        eta = Eta(sum(work.values()))
         while True:
             if self.stop_requested:
                 raise StopRequested
@@ -226,6 +230,10 @@ class LocalExecutor:
                     break
                 time.sleep(self.poll_seconds)
                 continue
+            runner.eta = eta.update(sum(  # what no worker of this run finished or gave up
+                c for k, c in work.items() if not (snap.done(k) or snap.failed_now(k)
+                                                   or k in scheduler.given_up)))
+            self.progress.eta(runner.eta)
             try:
                 if unit.stage is not None:
                     if runner.run_stage(unit.stage):

@@ -64,16 +64,18 @@ class UnitRunner:
         self.heartbeat: Heartbeat | None = None
         self.counter = 0
         self.total = 0
+        self.eta = "?"
+        """The suite's ETA when the current unit started (the executor sets it)."""
         self._context: tuple[str, torch.nn.Module, dict] | None = None
         self._cell_runs: dict[str, str] = {}
         self._open: dict[str, Lease] = {}  # runs claimed and not yet ended, and their leases
 
     # ------------------------------------------------------------------ run states
     def step(self) -> str:
-        """Advance the progress count; ``[i/n]``."""
+        """Advance the progress count; ``[i/n, eta h:mm:ss]``."""
         self.counter += 1
         self.progress.advance()
-        return f"[{self.counter}/{self.total}]"
+        return f"[{self.counter}/{self.total}, eta {self.eta}]"
 
     def _claim(self, units: list[tuple[ClaimRequest, dict[str, str]]]) -> list[str | None]:
         """Claim units together (one transaction takes their leases); hold and label the

@@ -1,0 +1,62 @@
+"""What a unit of work costs, relative to the others: for ``bench plan``'s cost line and the ETA of
+``bench run``.
+
+The unit is one *forward pass of one image* through the encoder; a training pass (forward and
+backward) costs :data:`TRAIN` of them, a pass that trains only the last block or a head on a
+frozen encoder :data:`PARTIAL`. Stages of self-supervised methods see two views of each image.
+These are relative weights, not seconds: the ETA converts them with the seconds per unit that the
+units finished so far in the run actually took (:class:`bench.progress.Eta`).
+"""
+
+from __future__ import annotations
+
+from bench.config.names import parse_ref
+from bench.plan.nodes import Cell, Plan, StageNode
+
+FORWARD, PARTIAL, TRAIN = 1.0, 1.25, 3.0
+"""Forward only; forward + the backward of a small part (last block, projector); forward +
+backward through the whole encoder (a backward pass ≈ two forwards)."""
+
+
+def part_size(plan: Plan, ref: str) -> int:
+    """Images in a ``dataset:part`` reference."""
+    ds, part = parse_ref(ref)
+    return len(plan.datasets[ds].part(part))
+
+
+def stage_images(plan: Plan, stage: StageNode) -> int:
+    """Images one epoch of the stage trains on (its parts, each ``repeat`` times)."""
+    reps = stage.spec.repeat or [1] * len(stage.spec.data)
+    return sum(part_size(plan, r) * k for r, k in zip(stage.spec.data, reps, strict=True))
+
+
+def stage_cost(plan: Plan, stage: StageNode) -> float:
+    """Forward-pass equivalents of a stage: warm-up epochs with the encoder frozen (the
+    projector trains), then epochs training all of it (``unfreeze: all``) or its last block."""
+    spec = stage.spec
+    views = 1 if spec.method == "supervised" else 2
+    per_epoch = stage_images(plan, stage) * views
+    main = TRAIN if spec.unfreeze == "all" else PARTIAL
+    return per_epoch * (spec.warmup_epochs * PARTIAL + spec.epochs * main)
+
+
+def trial_cost(plan: Plan, cell: Cell) -> float:
+    """Forward-pass equivalents of one trial of ``cell``: the warm-up (head only), the epochs
+    (whole encoder when the kind trains it, else the head on frozen features; features cached:
+    one pass), the test passes (× TTA passes)."""
+    spec = cell.spec
+    n_train, n_test = part_size(plan, spec.train), part_size(plan, spec.test)
+    tta = spec.tta.passes if spec.tta.mode == "augment" else 1
+    if spec.cache_features:
+        train = n_train * FORWARD
+    else:
+        main = TRAIN if spec.trains_encoder else PARTIAL
+        train = n_train * (spec.n_warmup * PARTIAL + spec.epochs * main)
+    return train + n_test * tta * FORWARD
+
+
+def unit_costs(plan: Plan) -> dict[str, float]:
+    """Unit key (stage or trial) → its cost."""
+    out = {s.key: stage_cost(plan, s) for s in plan.stages}
+    out.update({t.key: trial_cost(plan, t.cell) for t in plan.trials})
+    return out
