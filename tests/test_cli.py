@@ -77,6 +77,21 @@ def test_report_on_partial_results_warns(tiny_suite: Path, capsys, monkeypatch) 
     assert "warning: rnd+sup/ft: 0 of 2 trials finished" in err
     md = (rep / "report.md").read_text()
     assert "Partial results" in md and "| rnd+sup | 1 run | 0 | 0 |" in md
+    # the CSVs: each trial with its MLflow run id, each contrast under its declared label
+    import pandas as pd
+    from conftest import suite_tracker
+
+    labelled = "contrasts=[{a: rnd+sup+bt/lp, b: rnd+sup/lp, label: further pre-training}]"
+    assert main(["report", str(tiny_suite), "--set", labelled, "--report-dir", str(rep),
+                 "--format", "csv"]) == 0
+    trials = pd.read_csv(rep / "trials.csv")
+    runs = {r.key: r.run_id for r in suite_tracker(tiny_suite).runs("trial")}
+    done = trials[trials["status"] == "FINISHED"]
+    assert trials.columns[-1] == "run_id" and len(done) == 4
+    assert list(done["run_id"]) == [runs[k] for k in done["trial_key"]]
+    contrasts = pd.read_csv(rep / "contrasts.csv")
+    assert contrasts.columns[0] == "label"
+    assert set(contrasts["label"]) == {"further pre-training"}
 
 
 def test_bad_weights_is_a_clean_error(tiny_suite: Path, capsys) -> None:

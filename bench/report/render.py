@@ -96,10 +96,13 @@ def render(data: ReportData, fmt: str) -> str:
 
 
 def write_csv(data: ReportData, results: pd.DataFrame, out: Path) -> list[Path]:
-    """trials.csv (one row per trial), cells.csv and contrasts.csv."""
+    """trials.csv (one row per trial, with its MLflow ``run_id`` last), cells.csv and
+    contrasts.csv (each contrast under its declared ``label``)."""
     out.mkdir(parents=True, exist_ok=True)
     trials = out / "trials.csv"
-    results.drop(columns=["run_id"], errors="ignore").to_csv(trials, index=False)
+    columns = [c for c in results.columns if c != "run_id"]
+    results[columns + (["run_id"] if "run_id" in results.columns else [])].to_csv(trials,
+                                                                                  index=False)
     rows = []
     for c in data.cells:
         for m, s in c.metrics.items():
@@ -136,7 +139,7 @@ def _contrast_record(r) -> dict:
     """One contrasts.csv row: the primary test, the seed-level test, the case-level
     bootstrap and the verdicts."""
     p, case = r.primary, r.case
-    return {"a": r.a, "b": r.b, "metric": r.metric, "family": r.family,
+    return {"label": r.label, "a": r.a, "b": r.b, "metric": r.metric, "family": r.family,
             "alternative": r.alternative, "evidence": r.evidence, "scope": r.scope,
             "single_run_stages": ";".join(r.single_runs), "n_a": r.units_a, "n_b": r.units_b,
             "trials_a": r.n_a, "trials_b": r.n_b, "non_finite_a": r.dropped_a,
