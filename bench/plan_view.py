@@ -114,6 +114,26 @@ def explain_plan(plan: Plan) -> str:
     return out.getvalue()
 
 
+RESOLVED_SUITE = "suite.resolved.yaml"
+"""The file (in the output folder, and an artifact of every cell run) holding the suite as it
+ran: environment variables read, ``--set`` overrides and profile applied, defaults explicit."""
+
+
+def resolved_suite(loaded) -> str:
+    """The whole suite as it runs, as YAML (with where it came from in a header)."""
+    import io
+
+    from ruamel.yaml import YAML
+
+    yaml = YAML()
+    yaml.width = 100
+    out = io.StringIO()
+    out.write(f"# {loaded.suite.name}, resolved from {loaded.path}"
+              + "".join(f"\n#   --set {o}" for o in loaded.overrides) + "\n")
+    yaml.dump(_block(loaded.suite.model_dump(mode="json")), out)
+    return out.getvalue()
+
+
 def _block(value):
     """Mappings as blocks, lists of scalars on one line (YAML a person reads)."""
     from ruamel.yaml.comments import CommentedMap, CommentedSeq

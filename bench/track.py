@@ -10,6 +10,7 @@ which keys have a FINISHED run. Embedded default: SQLite ``<output>/mlflow.db`` 
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
 import platform
@@ -116,6 +117,18 @@ class RunRecord:
     artifact_uri: str = ""
 
 
+@dataclass(frozen=True)
+class DatasetEntry:
+    """One dataset a run reads: ``name`` (``target:train``), the digest of its manifest, the
+    manifest file, its context (``training``, ``test``, ``pretraining``) and a profile."""
+
+    name: str
+    digest: str
+    source: str
+    context: str
+    profile: Mapping[str, int]
+
+
 def flatten(d: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
     """Nested config → ``{'a.b.c': 'value'}`` (lists JSON-ish)."""
     out: dict[str, str] = {}
@@ -128,6 +141,15 @@ def flatten(d: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
     return out
 
 
+def _user() -> str:
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no user name for this uid (some containers)
+        return "unknown"
+
+
 @cache
 def environment_tags() -> dict[str, str]:
     """Git commit and dirty flag of the working directory, package versions, host."""
@@ -136,6 +158,8 @@ def environment_tags() -> dict[str, str]:
     import bench
 
     tags = {
+        "mlflow.user": _user(),             # the UI's "Created by"
+        "mlflow.source.type": "LOCAL",
         "bench.version": bench.__version__,
         "bench.torch": torch.__version__,
         "bench.python": platform.python_version(),
@@ -154,6 +178,7 @@ def environment_tags() -> dict[str, str]:
         dirty = subprocess.run(["git", "status", "--porcelain"], capture_output=True, text=True,
                                timeout=5, check=True).stdout.strip()
         tags["bench.git_commit"] = commit
+        tags["mlflow.source.git.commit"] = commit  # the UI's "Git commit"
         tags["bench.git_dirty"] = str(bool(dirty)).lower()
         if dirty:  # what the uncommitted changes were, as a hash (the diff itself stays local)
             diff = subprocess.run(["git", "diff", "HEAD"], capture_output=True, timeout=10,
@@ -173,8 +198,12 @@ def environment_tags() -> dict[str, str]:
 class Tracker:
     """A suite's experiment in an MLflow store."""
 
-    def __init__(self, tracking_uri: str, experiment: str, artifact_root: Path | None = None):
+    def __init__(self, tracking_uri: str, experiment: str, artifact_root: Path | None = None,
+                 description: str | None = None, source: str = "bench"):
+        """``description``: the experiment's description in the UI (the suite's); ``source``:
+        the runs' "Source" (``mlflow.source.name``, e.g. ``bench run suites/demo.yaml``)."""
         _quiet()
+        self.source = source
         from mlflow.tracking import MlflowClient
 
         _quiet()
@@ -187,6 +216,10 @@ class Tracker:
             try:
                 self.client = Retrying(MlflowClient(tracking_uri=tracking_uri), tracking_uri)
                 self._open_experiment(experiment, artifact_root)
+                if description and self.client.get_experiment(self.experiment_id).tags.get(
+                        "mlflow.note.content") != description:
+                    self.client.set_experiment_tag(self.experiment_id, "mlflow.note.content",
+                                                   description)
             except Exception as exc:
                 known = opening_error(tracking_uri, exc)
                 if known is None:
@@ -256,7 +289,8 @@ class Tracker:
               tags: Mapping[str, str] | None = None, parent: str | None = None,
               start_time: int | None = None) -> str:
         """Create a RUNNING run (``start_time`` in ms, default now); return its id."""
-        all_tags = {Tag.KIND: kind, Tag.KEY: key, **environment_tags(), **(tags or {})}
+        all_tags = {Tag.KIND: kind, Tag.KEY: key, **environment_tags(),
+                    "mlflow.source.name": self.source, **(tags or {})}
         if parent:
             all_tags["mlflow.parentRunId"] = parent
         run = self.client.create_run(self.experiment_id, run_name=name, tags=all_tags,
@@ -286,6 +320,15 @@ class Tracker:
                  if v == v]
         for i in range(0, len(items), 1000):
             self.client.log_batch(run_id, metrics=items[i:i + 1000])
+
+    def log_datasets(self, run_id: str, datasets: Iterable[DatasetEntry]) -> None:
+        """The data a run reads, as MLflow datasets (the run page's "Datasets used")."""
+        from mlflow.entities import Dataset, DatasetInput, InputTag
+
+        self.client.log_inputs(run_id, datasets=[DatasetInput(
+            Dataset(name=d.name, digest=d.digest[:36], source_type="local",
+                    source=json.dumps({"uri": d.source}), profile=json.dumps(d.profile)),
+            tags=[InputTag("mlflow.data.context", d.context)]) for d in datasets])
 
     def run_metrics(self, run_id: str) -> dict[str, float]:
         """Latest value of every metric of a run."""

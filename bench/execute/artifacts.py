@@ -21,7 +21,7 @@ import torch
 
 from bench.config.names import parse_ref
 from bench.plan import Plan, Trial
-from bench.track import FINISHED, Tag, Tracker
+from bench.track import FINISHED, DatasetEntry, Tag, Tracker
 from bench.train.evaluate import TrialResult
 
 
@@ -52,6 +52,7 @@ class Artifacts:
         self._scratch = tempfile.TemporaryDirectory(prefix=f"bench-{os.getpid()}-")
         self.tmp = Path(self._scratch.name)
         self._manifest_tags: dict[str, str] = {}
+        self._manifest_files: dict[str, Path] = {}
         self._encoder_sha: dict[str, str] = {}
         reason = plan.suite.allow_leakage
         self._common_tags = {Tag.ALLOW_LEAKAGE: reason} if reason else {}
@@ -76,12 +77,27 @@ class Artifacts:
         ds_name, part = parse_ref(ref)
         if ref not in self._manifest_tags:
             ds = self.plan.datasets[ds_name]
-            ds.write_manifest(part, self.output / "manifests")
+            self._manifest_files[ref] = ds.write_manifest(part, self.output / "manifests")
             self._manifest_tags[ref] = ds.manifest_hash(part)
             self._manifest_tags[f"split:{ds_name}"] = split_hash(ds)
         return {Tag.MANIFEST_PREFIX + ref: self._manifest_tags[ref],
                 Tag.SPLIT_PREFIX + ds_name: self._manifest_tags[f"split:{ds_name}"],
                 **self._common_tags}
+
+    def log_datasets(self, run_id: str, refs: list[tuple[str, str]]) -> None:
+        """Log the parts a run reads (``(ref, context)`` pairs) as MLflow datasets: the
+        manifest's sha256 as the digest, the manifest CSV as the source."""
+        entries = []
+        for ref, context in refs:
+            ds_name, part = parse_ref(ref)
+            ds = self.plan.datasets[ds_name]
+            rows = ds.part(part)
+            self.manifest_tag(ref)  # written once per ref
+            entries.append(DatasetEntry(
+                name=ref, digest=self._manifest_tags[ref], context=context,
+                source=str(self._manifest_files[ref].resolve()),
+                profile={"num_images": len(rows), "num_classes": len(ds.classes)}))
+        self.tracker.log_datasets(run_id, entries)
 
     def lineage_tags(self, init: str, encoder_key: str | None) -> dict[str, str]:
         """Weights fingerprint of the root init and sha256 of the encoder a run starts from."""

@@ -33,6 +33,7 @@ from bench.execute.claims import Claims, Heartbeat
 from bench.execute.leases import LeaseLost, Leases, claims_uri_for, new_owner, retire_owner
 from bench.execute.numerics import check_numerics, cpu_threads, numerics
 from bench.execute.request import RunRequest
+from bench.execute.run_view import cell_aggregates
 from bench.execute.runners import StopRequested, UnitRunner, failure_reason
 from bench.execute.scheduler import RunSummary, Scheduler, Snapshot, needed_stages, search_key
 from bench.execute.store import StoreView
@@ -257,12 +258,17 @@ class LocalExecutor:
         return summary
 
     def _finish_cells(self, snap: Snapshot) -> None:
-        """Mark a cell run FINISHED once every trial of the cell has finished."""
+        """Mark a cell run FINISHED once every trial of the cell has finished, with the mean, SD
+        and n of each metric over its trials (cells side by side in the MLflow runs table)."""
         for cell in self.plan.cells:
             rec = snap.best.get(cell.key)
             if rec is None or rec.kind != "cell" or rec.status == FINISHED:
                 continue
-            if all(snap.done(t.key) for t in self.plan.trials_of(cell)):
+            trials = self.plan.trials_of(cell)
+            if all(snap.done(t.key) for t in trials):
+                self.tracker.log_metrics(rec.run_id, cell_aggregates(
+                    [f"test_{m}" for m in cell.spec.metrics],
+                    [snap.best[t.key].metrics for t in trials]))
                 self.tracker.finish(rec.run_id)
 
     def check_batches(self, pending: list[Trial], needed: set[str]) -> None:

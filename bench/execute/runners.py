@@ -20,8 +20,10 @@ from bench.data.store import ImageStore
 from bench.execute.artifacts import Artifacts
 from bench.execute.claims import ClaimRequest, Claims, Heartbeat
 from bench.execute.leases import Lease, LeaseLost
+from bench.execute.run_view import acting, trial_run_name
 from bench.execute.scheduler import RunSummary, search_key
 from bench.plan import Cell, Plan, StageNode, Trial, key_view
+from bench.plan_view import RESOLVED_SUITE
 from bench.progress import Progress
 from bench.protocols import protocol_for
 from bench.seeds import trial_seeds
@@ -181,9 +183,10 @@ class UnitRunner:
         if node.replicate:
             tags[Tag.REPLICATE] = node.replicate
         (run_id,) = self._claim([(ClaimRequest("stage", node.key, node.display, tags),
-                                  flatten(key_view(spec), "stage."))])
+                                  flatten(acting(key_view(spec)), "stage."))])
         if run_id is None:
             return False
+        self.artifacts.log_datasets(run_id, [(r, "pretraining") for r in spec.data])
         n_epochs = spec.warmup_epochs + spec.epochs
         with self.recorded([run_id], killed=f"{INTERRUPTED} (resumes from its last epoch "
                                             "checkpoint)"):
@@ -224,10 +227,12 @@ class UnitRunner:
         for ref in (cell.spec.train, cell.spec.test):
             tags.update(self.artifacts.manifest_tag(ref))
         run_id = self.tracker.start("cell", cell.key, cell.display,
-                                    flatten(key_view(cell.spec), "protocol."), tags)
+                                    flatten(acting(key_view(cell.spec)), "protocol."), tags)
         first = next(r for r in self.tracker.runs_for_key(cell.key) if r.kind == "cell")
         if first.run_id != run_id:
             self.tracker.delete_run(run_id)
+        elif (suite_file := self.output / RESOLVED_SUITE).is_file():
+            self.tracker.log_artifact(run_id, suite_file)
         self._cell_runs[cell.key] = first.run_id
         return first.run_id
 
@@ -310,8 +315,8 @@ class UnitRunner:
             tags.update(self.artifacts.manifest_tag(ref))
         tags.update(self.artifacts.lineage_tags(cell.init, cell.stage_key))
         params = {"cell": cell.name, "seed": str(trial.seed),
-                  **flatten(key_view(spec), "protocol.")}
-        name = f"{cell.display} seed={trial.seed}"
+                  **flatten(acting(key_view(spec)), "protocol.")}
+        name = trial_run_name(trial.seed, cell.display)
         return ClaimRequest("trial", trial.key, name, tags, parent), params
 
     def run_trials(self, cell: Cell, todo: list[Trial], cell_lr: float | None,
@@ -330,6 +335,8 @@ class UnitRunner:
         if not claimed:
             return False
         ids = [r for _, r in claimed]
+        for run_id in ids:
+            self.artifacts.log_datasets(run_id, [(spec.train, "training"), (spec.test, "test")])
 
         finished: set[str] = set()
 
