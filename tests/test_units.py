@@ -200,6 +200,20 @@ def test_the_lr_search_seed_source_seeds_per_trial_optuna_studies(tiny_suite: Pa
                             for h in lrs}
     assert len(candidates["[lr_search]"]) == 2   # each trial's study draws its own candidates
     assert len(candidates["[head]"]) == 1        # not varied: the same study in both trials
+    # one storage per suite, studies named after their cell (seed first), the cell as attributes
+    import optuna
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+
+    folder = tiny_suite.parent / "out-lr_search" / "optuna"
+    assert [p.name for p in folder.iterdir()] == ["studies.journal"]
+    storage = JournalStorage(JournalFileBackend(str(folder / "studies.journal")))
+    studies = {s.study_name: s for s in optuna.get_all_study_summaries(storage)}
+    plan = suite_plan(tiny_suite, *args[1::2], "seeds.vary=[lr_search]")
+    assert set(studies) == {f"s{t.seed:02d} · rnd/lp · {t.key[:8]}" for t in plan.trials}
+    for summary in studies.values():
+        assert summary.user_attrs == {"bench.suite": "tiny", "bench.cell": "rnd/lp",
+                                      "bench.cell_key": plan.cells[0].key, "bench.replicate": ""}
     plain = suite_plan(tiny_suite, *args[1::2])
     cell_search = suite_plan(tiny_suite, *args[1::2][:-1], "protocols.lp.lr_search={method: "
                              "optuna, per: cell, n_trials: 2, budget_epochs: 1}")
@@ -260,3 +274,28 @@ def test_a_headbank_that_fails_midway_keeps_the_trials_it_finished(tiny_suite: P
     states = sorted((int(r.tags[Tag.SEED]), r.status)
                     for r in suite_tracker(tiny_suite).runs("trial"))
     assert states == [(0, FINISHED), (1, FAILED), (2, FAILED)]
+
+
+def test_the_optuna_profile_searches_every_protocols_lr_and_keeps_the_stages(
+        tmp_path: Path) -> None:
+    """``--profile optuna``: the demo with each cell's max lr chosen by an Optuna study (the
+    profile's budget, the suite's range kept), same stages (a shared --output reuses them)."""
+    from bench.config.profiles import OPTUNA_SEARCH
+    from bench.plan import build_plan, load_suite
+
+    demo = Path(__file__).resolve().parents[1] / "suites" / "demo.yaml"
+    plain = build_plan(load_suite(demo, env={}))
+    text = demo.read_text()
+    assert text.count("lr_search: {method: fixed, lr: 0.002}") == 1  # fine_tune's
+    ranged = tmp_path / "demo.yaml"
+    ranged.write_text(text.replace("lr_search: {method: fixed, lr: 0.002}",
+                                   "lr_search: {method: fixed, lr: 0.002, low: 0.0002}"))
+    tuned = build_plan(load_suite(ranged, env={}, profile="optuna"))
+    assert tuned.suite.output == "runs/demo-optuna"
+    for name, spec in tuned.suite.protocols.items():
+        search = spec.lr_search
+        assert (search.method, search.per, search.n_trials, search.budget_epochs) == tuple(
+            OPTUNA_SEARCH[k] for k in ("method", "per", "n_trials", "budget_epochs")), name
+    assert tuned.suite.protocols["fine_tune"].lr_search.low == 0.0002  # the suite's own range
+    assert [s.key for s in tuned.stages] == [s.key for s in plain.stages]
+    assert {c.key for c in tuned.cells}.isdisjoint(c.key for c in plain.cells)

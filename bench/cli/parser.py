@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from bench.config.profiles import PROFILES
 from bench.config.protocols import METRICS
 from bench.errors import EXIT_CODES
 from bench.execute import EXECUTORS
@@ -14,6 +15,7 @@ EXAMPLES = {
   bench run suites/demo.yaml --workers 2         # 2 worker processes share the work
   bench run suites/demo.yaml --set seeds.count=3 --set protocols.fine_tune.epochs=1
   bench run suites/isic2019star.yaml --profile smoke   # the whole pipeline in minutes
+  bench run suites/demo.yaml --profile optuna    # max lr of every cell chosen by Optuna
   bench run suites/isic2019star.yaml --gpus 0,1,2,3    # one worker per GPU
   bench run suites/isic2019star.yaml --executor slurm  # job arrays (the suite's slurm: block)""",
     "status": """examples:
@@ -66,9 +68,10 @@ def _common(p: argparse.ArgumentParser, suite_optional: bool = False) -> None:
                         "runs/<name>)")
     p.add_argument("--tracking-uri", default=None,
                    help="MLflow tracking URI (default: sqlite:///<output>/mlflow.db)")
-    p.add_argument("--profile", choices=["smoke"], default=None,
+    p.add_argument("--profile", choices=list(PROFILES), default=None,
                    help="smoke: 2 seeds, 1 epoch, 32 px, short searches, output <output>-smoke "
-                        "(check a suite end to end in minutes)")
+                        "(check a suite end to end in minutes); optuna: every protocol's max "
+                        "lr searched by an Optuna study per cell, output <output>-optuna")
 
 
 def _sub(sub: argparse._SubParsersAction, name: str, help_: str, examples: str = "",

@@ -5,6 +5,12 @@
 searches, one TTA pass, at most 2 replicates of a replicated stage — to check data, weights and
 configuration before spending GPU hours.
 Its results go to ``<output>-smoke`` unless ``--output`` says otherwise.
+
+``optuna`` keeps everything but how each protocol chooses its max lr: an Optuna study per cell
+(``lr_search.method: optuna``, 8 candidates of 2 epochs on a validation split of the training
+part, the suite's own ``low``/``high``/``seed`` kept when it gives them), in one storage under
+``<output>-optuna/optuna/`` that ``optuna-dashboard`` opens. A protocol already searching with
+Optuna is left as it is.
 """
 
 from __future__ import annotations
@@ -15,7 +21,9 @@ from typing import Any
 SmokeParams = Callable[[str, dict[str, Any]], dict[str, Any]]
 """(method name, raw params) → the params the smoke profile trains with (from the method's
 ``Params`` model; see :meth:`bench.ssl.methods.params.MethodParams.smoke`)."""
-PROFILES = ("smoke",)
+PROFILES = ("smoke", "optuna")
+OPTUNA_SEARCH = {"method": "optuna", "per": "cell", "n_trials": 8, "budget_epochs": 2}
+"""What the ``optuna`` profile sets in every protocol's ``lr_search``."""
 
 
 def _short_search(block: dict[str, Any]) -> None:
@@ -41,6 +49,8 @@ def apply_profile(data: dict[str, Any], name: str,
     parameters are shrunk by ``smoke_params`` (given by the layer that knows the methods)."""
     if name not in PROFILES:
         raise ValueError(f"unknown profile {name!r}; known: {', '.join(PROFILES)}")
+    if name == "optuna":
+        return _optuna(data)
     seeds = data.setdefault("seeds", {})
     if isinstance(seeds, dict):
         seeds["count"] = 2
@@ -63,4 +73,17 @@ def apply_profile(data: dict[str, Any], name: str,
         if isinstance(tta, dict) and tta.get("mode", "augment") == "augment":
             tta["passes"] = 1
     data["output"] = f"{data.get('output') or 'runs/' + str(data.get('name'))}-smoke"
+    return data
+
+
+def _optuna(data: dict[str, Any]) -> dict[str, Any]:
+    for proto in (data.get("protocols") or {}).values():
+        if not isinstance(proto, dict):
+            continue
+        search = proto.get("lr_search")
+        search = dict(search) if isinstance(search, dict) else {}
+        if search.get("method") != "optuna":
+            kept = {k: search[k] for k in ("low", "high", "seed", "storage") if k in search}
+            proto["lr_search"] = {**OPTUNA_SEARCH, **kept}
+    data["output"] = f"{data.get('output') or 'runs/' + str(data.get('name'))}-optuna"
     return data

@@ -35,6 +35,13 @@ def trial_run_name(seed: int, cell_display: str) -> str:
     return f"s{seed:02d} · {cell_display}"
 
 
+def study_name(cell_display: str, key: str, seed: int | None = None) -> str:
+    """An Optuna study's name: its cell (a trial's search: seed first) and the first 8 hex
+    digits of the unit's key (``s03 · SSL+I_SSLp/linear_probe · 3f2a9c1b``)."""
+    head = f"{trial_run_name(seed, cell_display)}" if seed is not None else cell_display
+    return f"{head} · {key[:8]}"
+
+
 def acting(view: Mapping[str, Any], name: str = "") -> dict[str, Any]:
     """``view`` (a configuration as nested dicts) without the settings that cannot act."""
     out: dict[str, Any] = {}

@@ -20,7 +20,7 @@ from bench.data.store import ImageStore
 from bench.execute.artifacts import Artifacts
 from bench.execute.claims import ClaimRequest, Claims, Heartbeat
 from bench.execute.leases import Lease, LeaseLost
-from bench.execute.run_view import acting, trial_run_name
+from bench.execute.run_view import acting, study_name, trial_run_name
 from bench.execute.scheduler import RunSummary, search_key
 from bench.plan import Cell, Plan, StageNode, Trial, key_view
 from bench.plan_view import RESOLVED_SUITE
@@ -276,8 +276,10 @@ class UnitRunner:
         self.say(f"  {cell.display}: optuna search of the max lr ({spec.lr_search.n_trials} "
                  f"candidates, validation split of the training part)")
         seed = study_seed(spec.lr_search, seeds) if per_trial else None
+        attrs = {"bench.suite": self.plan.suite.name, "bench.cell": cell.name,
+                 "bench.cell_key": cell.key, "bench.replicate": cell.replicate or ""}
         return optuna_search(spec, fresh, train, classes, seeds, self.device,
-                             self.output / "optuna", study, log, seed).lr
+                             self.output / "optuna", study, log, seed, attrs).lr
 
     def run_search(self, cell: Cell) -> bool:
         """Claim and run a cell's lr search; log ``cell_max_lr`` on it and on the cell run."""
@@ -291,8 +293,8 @@ class UnitRunner:
         failed: list[str] = []
         with self.recorded([run_id], on_fail=failed.append):
             sd = self.plan.suite.seeds
-            lr = self.search(cell, trial_seeds(sd.base, sd.base, []), f"cell-{cell.key[:16]}",
-                             run_id)
+            lr = self.search(cell, trial_seeds(sd.base, sd.base, []),
+                             study_name(cell.display, cell.key), run_id)
             self.tracker.log_metrics(run_id, {"cell_max_lr": lr})
             self.end(run_id)
             self.tracker.log_metrics(parent, {"cell_max_lr": lr})
@@ -356,7 +358,8 @@ class UnitRunner:
             lr = resolve_lr(spec.lr_search, cell_lr)
             if lr == "optuna":  # searched in this trial, before it trains
                 (trial, run_id), = claimed
-                lr = self.search(cell, trial.seeds, f"trial-{trial.key[:16]}", run_id,
+                lr = self.search(cell, trial.seeds, study_name(cell.display, trial.key,
+                                                               trial.seed), run_id,
                                  per_trial=True)
             backbone0.load_state_dict(state)
             hook = (self._epoch_hook(claimed[0][1], label, total) if len(claimed) == 1

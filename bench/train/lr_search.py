@@ -1,7 +1,11 @@
 """Choosing a protocol's max lr with Optuna, on a validation split carved from the training part.
 
-The study lives in an Optuna storage (a journal file or SQLite) under the suite's output, named
-by the cell or trial key, so an interrupted search resumes without repeating finished candidates.
+Every study of a suite lives in one Optuna storage under ``<output>/optuna/`` — a journal file
+``studies.journal`` (default) or SQLite ``optuna.db`` — that ``optuna-dashboard`` opens. A study
+is named after its cell (``SSL+I_SSLp/linear_probe · 3f2a9c1b``, a trial's search
+``s03 · SSL+I_SSLp/linear_probe · 3f2a9c1b``: the name, then its key's first 8 hex digits, so an
+edited suite never resumes a study of other settings) and carries the cell and its key as user
+attributes; an interrupted search resumes without repeating finished candidates.
 The sampler is TPE seeded with ``lr_search.seed``; candidates are trained for ``budget_epochs`` and
 scored by validation accuracy after each epoch (median pruning). The test part is never an
 argument here: nothing in the search can read it.
@@ -69,10 +73,11 @@ def optuna_search(
     study_name: str,
     on_candidate: Callable[[int, float, float | None], None] | None = None,
     seed: int | None = None,
+    attrs: dict[str, str] | None = None,
 ) -> SearchResult:
     """Run (or resume) the study and return the best lr. ``seed`` (default ``lr_search.seed``)
     seeds the sampler and the validation split: a per-trial study passes
-    :func:`study_seed` of its trial."""
+    :func:`study_seed` of its trial. ``attrs``: the study's user attributes (which cell)."""
     import optuna
 
     from bench.train.trial import run_trial
@@ -86,13 +91,16 @@ def optuna_search(
         from optuna.storages import JournalStorage
         from optuna.storages.journal import JournalFileBackend
 
-        storage = JournalStorage(JournalFileBackend(str(storage_dir / f"{study_name}.journal")))
+        storage = JournalStorage(JournalFileBackend(str(storage_dir / "studies.journal")))
     seed = s.seed if seed is None else seed
     sampler = optuna.samplers.TPESampler(seed=seed, n_startup_trials=max(3, s.n_trials // 3))
     pruner = (optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=0)
               if s.pruner == "median" else optuna.pruners.NopPruner())
     study = optuna.create_study(study_name=study_name, storage=storage, sampler=sampler,
                                 pruner=pruner, direction="maximize", load_if_exists=True)
+    for k, v in (attrs or {}).items():
+        if study.user_attrs.get(k) != v:
+            study.set_user_attr(k, v)
     fit, val = validation_split(train, s.val_fraction, seed)
     short = protocol.model_copy(update={
         "epochs": s.budget_epochs,
