@@ -63,7 +63,7 @@ def _run_and_report(out: Path, capsys) -> str:
                                                                              "tex"))
     assert md.index(f"**{line}**") < md.index("## Results")  # the report's first statement
     assert html.index(f"<strong>{line}</strong>") < html.index("<h2>Results")
-    assert tex.index(r"\paragraph{Controls: ") < tex.index(r"\begin{table}")
+    assert tex.index(r"\paragraph{Controls: ") < tex.index(r"\input{tables}")
     return line
 
 

@@ -262,9 +262,11 @@ def test_formats_render(paper, tmp_path: Path) -> None:
     data.figures = all_figures(data, results)
     html = render(data, "html")
     assert html.count("<svg") >= 4 and "A ≻ B" in html
-    tex = render(data, "latex")
-    assert tex.count(r"\begin{tabular}") == 3 and r"\toprule" in tex
-    assert "SL+I/ft" in tex and "SL\\_" not in tex
+    tex = render(data, "latex-tables")
+    # cells of 2 protocols, side by side, contrasts in 3 tables, per-class F1 of 2 protocols
+    assert tex.count(r"\begin{tabular}") == 8 and r"\toprule" in tex
+    assert r"SL+\allowbreak{}I/\allowbreak{}ft" in tex and "SL\\_" not in tex
+    assert r"\input{tables}" in render(data, "latex")
     paths = write_csv(data, results, tmp_path / "csv")
     assert [p.name for p in paths] == ["trials.csv", "cells.csv", "contrasts.csv"]
     assert len(pd.read_csv(paths[0])) == 8 * 35
@@ -291,11 +293,22 @@ def test_html_and_latex_escape_special_characters(tmp_path: Path) -> None:
 @pytest.mark.skipif(shutil.which("pdflatex") is None, reason="pdflatex is not installed")
 def test_latex_compiles(paper, tmp_path: Path) -> None:
     plan, results, _ = paper
-    (tmp_path / "r.tex").write_text(render(build_report(plan, results), "latex"))
-    out = subprocess.run(["pdflatex", "-interaction=nonstopmode", "-halt-on-error", "r.tex"],
-                         cwd=tmp_path, capture_output=True, text=True, timeout=120)
-    assert out.returncode == 0, out.stdout[-2000:]
-    assert (tmp_path / "r.pdf").stat().st_size > 1000
+    from bench.report.render import render_files
+
+    for name, text in render_files(build_report(plan, results), "latex").items():
+        (tmp_path / name).write_text(text)
+    for _ in range(2):  # the second pass resolves the \ref's
+        out = subprocess.run(["pdflatex", "-interaction=nonstopmode", "-halt-on-error",
+                              "report.tex"], cwd=tmp_path, capture_output=True, text=True,
+                             timeout=120)
+        assert out.returncode == 0, out.stdout[-2000:]
+    log = (tmp_path / "report.log").read_text(errors="replace")
+    assert "Overfull" not in log and "undefined" not in log, log[-3000:]
+    assert (tmp_path / "report.pdf").stat().st_size > 1000
+    if shutil.which("pdffonts"):  # outline fonts only (lmodern), no Type 3 bitmaps
+        fonts = subprocess.run(["pdffonts", "report.pdf"], cwd=tmp_path, capture_output=True,
+                               text=True, check=True).stdout
+        assert "Type 3" not in fonts and "LMRoman" in fonts
 
 
 def test_partial_results_and_failures_are_counted(tmp_path: Path) -> None:

@@ -96,7 +96,8 @@ def report(tmp_path_factory) -> dict:
         assert main(["report", str(path), "--out", str(rep), "--format", "markdown", "--format",
                      "html", "--format", "latex", "--format", "csv"]) == 0
     return {"values": values, "md": (rep / "report.md").read_text(),
-            "html": (rep / "report.html").read_text(), "tex": (rep / "report.tex").read_text(),
+            "html": (rep / "report.html").read_text(),
+            "tex": (rep / "report.tex").read_text() + (rep / "tables.tex").read_text(),
             "contrasts": pd.read_csv(rep / "contrasts.csv", keep_default_na=False,
                                      na_values=[""]),
             "cells": pd.read_csv(rep / "cells.csv"), "rep": rep}
@@ -193,7 +194,9 @@ def test_published_numbers_get_a_replication_verdict(report) -> None:
 def test_edge_case_report_compiles(report, tmp_path) -> None:
     import subprocess
 
-    (tmp_path / "r.tex").write_text(report["tex"])
-    out = subprocess.run(["pdflatex", "-interaction=nonstopmode", "-halt-on-error", "r.tex"],
-                         cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    for name in ("report.tex", "tables.tex"):
+        (tmp_path / name).write_text((report["rep"] / name).read_text())
+    out = subprocess.run(["pdflatex", "-interaction=nonstopmode", "-halt-on-error",
+                          "report.tex"], cwd=tmp_path, capture_output=True, text=True,
+                         timeout=120)
     assert out.returncode == 0, out.stdout[-2000:]

@@ -14,7 +14,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     """``bench report [SUITE]``: into ``--report-dir`` (default ``reports/<suite name>``); the
     suite defaults to the last one run from this folder."""
     from bench.plan import build_plan
-    from bench.report.render import FILENAMES, render, write_csv
+    from bench.report.render import render_files, write_csv
     from bench.report.tables import build_report
     from bench.results import load_results
     from bench.track import Tracker
@@ -49,9 +49,10 @@ def cmd_report(args: argparse.Namespace) -> int:
                 from bench.report.figures import all_figures
 
                 data.figures = all_figures(data, results)
-            path = out / FILENAMES[fmt]
-            path.write_text(render(data, fmt), encoding="utf-8")
-            paths = [path]
+            paths = []
+            for name, text in render_files(data, fmt).items():
+                (out / name).write_text(text, encoding="utf-8")
+                paths.append(out / name)
         for path in paths:
             print(f"wrote {path}")
     return EXIT_OK

@@ -77,6 +77,14 @@ class BootstrapSpec(Strict):
     seed: int = Field(0, description="Seed of the resampling.")
 
 
+DISPLAY_NAMES = {
+    "fine_tune": "fine-tune", "linear_probe": "linear probe", "accuracy": "accuracy",
+    "f1_weighted": "weighted F1", "f1_macro": "macro F1", "balanced_accuracy":
+    "balanced accuracy", "auroc_macro": "macro AUROC", "ap_macro": "macro AP",
+}
+"""Display names of bench's own protocol kinds and metrics when a suite declares none."""
+
+
 class ReportSpec(Strict):
     """What `bench report` shows."""
 
@@ -90,6 +98,16 @@ class ReportSpec(Strict):
         "that metric that declares none itself (e.g. {accuracy: 0.01}).")
     bootstrap: BootstrapSpec = Field(default_factory=BootstrapSpec,
                                      description="Case-level paired bootstrap.")
+    labels: dict[str, str] = Field(
+        default_factory=dict, description="Display names in the HTML and LaTeX reports: an "
+        "encoder (`SSL+I_SSLp`), a cell, a protocol or a metric → its name in print (e.g. "
+        "{SSL+I_SSLp: 'SSL + I-SSLp', f1_weighted: weighted F1}); cosmetic.",
+        json_schema_extra=COSMETIC)
+
+    def label(self, name: str) -> str:
+        """The display name of an encoder, cell, protocol or metric: the declared one, else
+        :data:`DISPLAY_NAMES`, else the name itself."""
+        return self.labels.get(name) or DISPLAY_NAMES.get(name, name)
 
     @model_validator(mode="after")
     def _positive_margins(self) -> ReportSpec:

@@ -3,15 +3,21 @@
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 
 import pandas as pd
 
 from bench.report.tables import ReportData
 
-TEMPLATES = {"markdown": "report.md.j2", "html": "report.html.j2", "latex": "report.tex.j2"}
-FILENAMES = {"markdown": "report.md", "html": "report.html", "latex": "report.tex"}
-FORMATS = (*TEMPLATES, "csv")
+TEMPLATES = {"markdown": "report.md.j2", "html": "report.html.j2", "latex": "report.tex.j2",
+             "latex-tables": "tables.tex.j2"}
+FILENAMES = {"markdown": "report.md", "html": "report.html", "latex": "report.tex",
+             "latex-tables": "tables.tex"}
+FORMATS = ("markdown", "html", "latex", "csv")
+EXTRA = {"latex": ("latex-tables",)}
+r"""Files a format writes besides its main one: LaTeX's ``tables.tex`` (floats with labels, to
+``\input`` into a paper), which the standalone ``report.tex`` includes."""
 
 _LATEX = {"&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{", "}": r"\}",
           "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "\\": r"\textbackslash{}",
@@ -77,8 +83,49 @@ def margin_text(m: float | None) -> str:
     return "–" if m is None else f"±{m:g}"
 
 
+def tex_key(text: object) -> str:
+    r"""A ``\label`` key part: runs of anything but letters and digits become one ``-``."""
+    return re.sub(r"[^A-Za-z0-9]+", "-", str(text)).strip("-") or "x"
+
+
+def si_num(x: float | None, digits: int = 3) -> str:
+    r"""A number for text: ``\num{…}`` (real minus sign, exponents set by siunitx); ``--`` when
+    missing, ``$\pm\infty$`` for an open bound."""
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return "--"
+    if isinstance(x, float) and math.isinf(x):
+        return r"$\infty$" if x > 0 else r"$-\infty$"
+    return rf"\num{{{x:.{digits}f}}}"
+
+
+def s_col(x: float | None, digits: int = 3) -> str:
+    """A number in an siunitx ``S`` column (bare, aligned on the decimal marker); text in
+    braces when missing or infinite."""
+    if x is None or (isinstance(x, float) and not math.isfinite(x)):
+        return "{" + si_num(x, digits) + "}"
+    return f"{x:.{digits}f}"
+
+
+def s_p(p: float | None) -> str:
+    """A p-value in an ``S`` column: 3 significant digits, ``1.27e-11`` below 1e-4."""
+    if p is None or not math.isfinite(p):
+        return "{--}"
+    return pval(p)
+
+
+def si_p(p: float | None) -> str:
+    r"""A p-value in text: ``\num{0.0115}``, ``\num{1.27e-11}``."""
+    return "--" if p is None or not math.isfinite(p) else rf"\num{{{pval(p)}}}"
+
+
+def render_files(data: ReportData, fmt: str) -> dict[str, str]:
+    """File name → text of every file format ``fmt`` writes (LaTeX: report.tex and
+    tables.tex)."""
+    return {FILENAMES[f]: render(data, f) for f in (fmt, *EXTRA.get(fmt, ()))}
+
+
 def render(data: ReportData, fmt: str) -> str:
-    """The report as text in ``fmt`` (markdown, html or latex)."""
+    """The report as text in ``fmt`` (markdown, html, latex; latex-tables: the fragment)."""
     from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
     if fmt not in TEMPLATES:
@@ -89,9 +136,29 @@ def render(data: ReportData, fmt: str) -> str:
     env.filters.update(num=num, p=pval, tex=latex_escape, stars=stars, md=md_escape,
                        pretraining=pretraining, margin=margin_text,
                        evidence=lambda c: c.evidence)
-    if fmt == "latex":  # numbers may carry ∞ or − signs: escape them too
+    if fmt.startswith("latex"):  # numbers through siunitx; names through report.labels
+        label = data.suite.report.label
+
+        def lbl(name: object) -> str:
+            return latex_escape(label(str(name)))
+
+        def clabel(c: object) -> str:
+            """A contrast's declared label, else ``A vs B`` in display names, breakable."""
+            a, b, text = (getattr(c, k) for k in ("a", "b", "label"))
+            if text and text != f"{a} vs {b}":
+                return latex_escape(text)
+            return " vs ".join(lbl(x).replace("/", r"/\allowbreak{}").replace(
+                "+", r"+\allowbreak{}") for x in (a, b))
+
+        def enc(cell: object) -> str:
+            """A cell by its encoder's display name (within one protocol's order)."""
+            name = str(cell)
+            declared = data.suite.report.labels.get(name)
+            return latex_escape(declared) if declared else lbl(name.split("/")[0])
+
         env.filters.update(num=lambda x, d=3: latex_escape(num(x, d)),
-                           p=lambda x: latex_escape(pval(x)))
+                           p=lambda x: latex_escape(pval(x)), si=si_num, snum=s_col, sp=s_p,
+                           sip=si_p, lbl=lbl, clabel=clabel, texkey=tex_key, enc=enc)
     return env.get_template(TEMPLATES[fmt]).render(r=data)
 
 
