@@ -118,6 +118,31 @@ def si_p(p: float | None) -> str:
     return "--" if p is None or not math.isfinite(p) else rf"\num{{{pval(p)}}}"
 
 
+class _Names:
+    """Display names of a report: ``report.labels``, else bench's own names, else the name."""
+
+    def __init__(self, data: ReportData):
+        self.spec = data.suite.report
+
+    def label(self, name: object) -> str:
+        """An encoder, cell (``encoder/protocol``, each part named), protocol or metric."""
+        text = str(name)
+        if text in self.spec.labels or "/" not in text:
+            return self.spec.label(text)
+        enc, _, proto = text.rpartition("/")
+        return f"{self.spec.label(enc)}/{self.spec.label(proto)}"
+
+    def encoder(self, cell: object) -> str:
+        """A cell by its encoder's display name (within one protocol), unless it has its own."""
+        name = str(cell)
+        return self.spec.labels.get(name) or self.label(name.split("/")[0])
+
+    def contrast(self, c: object) -> str:
+        """A contrast's declared label, else ``A vs B`` in display names."""
+        a, b, text = (getattr(c, k) for k in ("a", "b", "label"))
+        return text if text and text != f"{a} vs {b}" else f"{self.label(a)} vs {self.label(b)}"
+
+
 def render_files(data: ReportData, fmt: str) -> dict[str, str]:
     """File name → text of every file format ``fmt`` writes (LaTeX: report.tex and
     tables.tex)."""
@@ -136,29 +161,21 @@ def render(data: ReportData, fmt: str) -> str:
     env.filters.update(num=num, p=pval, tex=latex_escape, stars=stars, md=md_escape,
                        pretraining=pretraining, margin=margin_text,
                        evidence=lambda c: c.evidence)
-    if fmt.startswith("latex"):  # numbers through siunitx; names through report.labels
-        label = data.suite.report.label
-
+    names = _Names(data)
+    if fmt == "html":  # display names (report.labels); Jinja escapes them
+        env.filters.update(lbl=names.label, enc=names.encoder, clabel=names.contrast)
+    if fmt.startswith("latex"):  # numbers through siunitx; names escaped, breakable
         def lbl(name: object) -> str:
-            return latex_escape(label(str(name)))
+            return latex_escape(names.label(name))
 
-        def clabel(c: object) -> str:
-            """A contrast's declared label, else ``A vs B`` in display names, breakable."""
-            a, b, text = (getattr(c, k) for k in ("a", "b", "label"))
-            if text and text != f"{a} vs {b}":
-                return latex_escape(text)
-            return " vs ".join(lbl(x).replace("/", r"/\allowbreak{}").replace(
-                "+", r"+\allowbreak{}") for x in (a, b))
-
-        def enc(cell: object) -> str:
-            """A cell by its encoder's display name (within one protocol's order)."""
-            name = str(cell)
-            declared = data.suite.report.labels.get(name)
-            return latex_escape(declared) if declared else lbl(name.split("/")[0])
+        def breakable(text: str) -> str:
+            return text.replace("/", r"/\allowbreak{}").replace("+", r"+\allowbreak{}")
 
         env.filters.update(num=lambda x, d=3: latex_escape(num(x, d)),
-                           p=lambda x: latex_escape(pval(x)), si=si_num, snum=s_col, sp=s_p,
-                           sip=si_p, lbl=lbl, clabel=clabel, texkey=tex_key, enc=enc)
+                           p=lambda x: latex_escape(pval(x)), si=si_num, snum=s_col,
+                           sip=si_p, lbl=lbl, texkey=tex_key,
+                           enc=lambda c: latex_escape(names.encoder(c)),
+                           clabel=lambda c: breakable(latex_escape(names.contrast(c))))
     return env.get_template(TEMPLATES[fmt]).render(r=data)
 
 
