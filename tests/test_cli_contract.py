@@ -50,7 +50,8 @@ def test_bare_bench_prints_the_help(capsys) -> None:
     assert res.returncode == 0 and res.stdout.startswith("usage: bench")
 
 
-@pytest.mark.parametrize("command", ["run", "plan", "status", "report", "verify", "data check"])
+@pytest.mark.parametrize("command", ["run", "plan", "status", "report", "verify", "data check",
+                                     "init"])
 def test_every_command_help_has_examples(command: str, capsys) -> None:
     assert main([*command.split(), "--help"]) == 0
     out = capsys.readouterr().out
@@ -141,3 +142,43 @@ def test_report_and_status_without_a_suite_use_the_last_run(tiny_suite: Path, tm
     assert main(["status"]) == 2
     err = capsys.readouterr().err
     assert "2 runs are under runs/; say which:" in err and f"bench report {tiny_suite}" in err
+
+
+def _image_folder(root: Path, classes: dict[str, int]) -> None:
+    from PIL import Image
+
+    for cls, n in classes.items():
+        (root / cls).mkdir(parents=True)
+        for i in range(n):
+            Image.new("RGB", (12, 12), (40 * i % 255, 90, 160)).save(root / cls / f"{i}.jpg")
+
+
+def test_bench_init_writes_a_starter_suite_that_plans(tmp_path: Path, monkeypatch,
+                                                      capsys) -> None:
+    monkeypatch.chdir(tmp_path)
+    _image_folder(tmp_path / "lesions", {"benign": 4, "malignant": 6})
+    assert main(["init", "lesions"]) == 0
+    suite = tmp_path / "suites" / "lesions.yaml"
+    text = suite.read_text()
+    assert "# (one sub-folder per class; 10 images, 2 classes: benign 4, malignant 6)" in text
+    assert "root: ${LESIONS_DIR:-lesions}" in text and "bench never assumes one" in text
+    capsys.readouterr()
+    assert main(["plan", str(suite), "--allow-missing"]) == 0
+    out = capsys.readouterr().out
+    assert "target               10 images, 2 classes: test 5, train 5" in out
+    assert "suite lesions: 2 stage(s), 8 cell(s), 80 trial(s)" in out
+    assert "set BT_WEIGHTS (inits.SSL.weights)" in out  # the weights it names are missing
+    assert main(["init", "lesions"]) == 2  # never overwrites without --force
+    assert "exists; choose another with --suite, or --force" in capsys.readouterr().err
+    # train/ and test/ as given (DermNet's layout) are kept as the parts
+    _image_folder(tmp_path / "derm" / "train", {"a": 3, "b": 3, "c": 2})
+    _image_folder(tmp_path / "derm" / "test", {"a": 1, "b": 2, "c": 1})
+    assert main(["init", "derm", "--suite", "d.yaml", "--name", "derm2"]) == 0
+    capsys.readouterr()
+    assert main(["plan", "d.yaml", "--allow-missing"]) == 0
+    assert "target               12 images, 3 classes: test 4, train 8" in capsys.readouterr().out
+    # not a class folder: a clean error
+    (tmp_path / "flat").mkdir()
+    Path(tmp_path / "flat" / "x.jpg").write_bytes(b"")
+    assert main(["init", "flat", "--suite", "f.yaml"]) == 2
+    assert "found 0 class sub-folder(s) with images" in capsys.readouterr().err

@@ -2,9 +2,9 @@
 in every format), and its known answers: the controls its data guarantees (SSL ≻ SL on the linear
 probe; further pre-training improves SL; SL and SSL alike after it) come out so.
 
-The run is the demo's own — its data, models, epochs, seeds and 3 pre-training replicates per
-stage, 2 workers of 1 thread as `make demo` runs it, so its numbers are the report's — without
-the fine-tune cells (the controls read the linear probe).
+The run is the demo's own — its data, models, epochs, seeds and 4 pre-training runs per chain,
+2 workers of 1 thread as `make demo` runs it, so its numbers are the report's — without the
+fine-tune cells (the controls read the linear probe).
 ``BENCH_DEMO_SEEDS=0,1,2,3,4`` runs it for several base seeds (init, stage and trial seeds all
 shifted) and prints every contrast's Δ, Holm-adjusted p and verdict: the margin of safety of the
 controls.
@@ -47,12 +47,12 @@ def test_the_demo_gives_its_known_answers(base: int, tmp_path: Path, capsys,
     assert main([*run, "--workers", "2"]) == 0
     capsys.readouterr()
     assert main(run) == 0  # nothing left to train (one process of the suite's 1 thread)
-    assert "0 stage(s) trained, 12 already done; 0 trial(s) run, 24 already done" \
+    assert "0 stage(s) trained, 16 already done; 0 trial(s) run, 32 already done" \
         in capsys.readouterr().out
     assert main(["plan", str(SUITE), *sets, *out]) == 0
     plan_text = capsys.readouterr().out
-    assert "finished: 24/24 trials, 12/12 stages" in plan_text
-    assert "replicated stages: SL ×3, SSL ×3" in plan_text
+    assert "finished: 32/32 trials, 16/16 stages" in plan_text
+    assert "replicated stages: SL ×4, SSL ×4" in plan_text
     rep = tmp_path / "report"
     assert main(["report", str(SUITE), *sets, *out, "--report-dir", str(rep), "--format", "csv",
                  "--format", "markdown", "--format", "html", "--format", "latex"]) == 0
@@ -64,12 +64,12 @@ def test_the_demo_gives_its_known_answers(base: int, tmp_path: Path, capsys,
         print(f"base {base}: {a} vs {b} ({metric}): Δ {float(r['delta']):+.3f} "
               f"p_holm {float(r['p_holm']):.2g} evidence {r['evidence']} → {r['verdict']}")
     assert "Controls: all 6 passed" in text
-    for r in rows.values():  # every verdict rests on the 3 pre-training runs of each cell
-        assert (r["evidence"], r["n_a"], r["n_b"]) == ("replicates", "3", "3")
+    for r in rows.values():  # every verdict rests on the 4 pre-training runs of each cell
+        assert (r["evidence"], r["n_a"], r["n_b"]) == ("replicates", "4", "4")
     md = (rep / "report.md").read_text()
     assert md.index("**Controls: all 6 passed**") < md.index("## Results")
     assert "## Pre-training replicates" in md and "## Partial orders" in md
     assert (rep / "report.html").read_text().count("<svg") >= 2
     assert (rep / "report.tex").read_text().startswith("% bench report")
     trials = (rep / "trials.csv").read_text().splitlines()
-    assert len(trials) == 1 + 24 and "accuracy" in trials[0]
+    assert len(trials) == 1 + 32 and "accuracy" in trials[0]

@@ -1,5 +1,5 @@
 """The ``bench`` command: ``run``, ``plan``, ``status``, ``report``, ``verify``, ``data``,
-``stats``.
+``stats``, ``init``.
 
 A thin front: :mod:`~bench.cli.parser` parses, :mod:`~bench.cli.context` loads the suite and
 finds its stores, :mod:`~bench.cli.commands` and :mod:`~bench.cli.report` hand the work on.
@@ -21,6 +21,7 @@ __all__ = ["build_parser", "main"]
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``bench`` command; returns the exit code (bare ``bench``: the help)."""
     from bench.cli.commands import cmd_data, cmd_plan, cmd_run, cmd_stats, cmd_status, cmd_verify
+    from bench.cli.init import cmd_init
     from bench.cli.report import cmd_report
 
     parser = build_parser()
@@ -37,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_OK
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     commands = {"run": cmd_run, "plan": cmd_plan, "report": cmd_report, "data": cmd_data,
-                "status": cmd_status, "verify": cmd_verify, "stats": cmd_stats}
+                "status": cmd_status, "verify": cmd_verify, "stats": cmd_stats, "init": cmd_init}
     try:
         return commands[args.command](args)
     except BenchError as exc:

@@ -40,6 +40,9 @@ EXAMPLES = {
   bench report --format latex
   bench report suites/demo.yaml --format html --format csv --report-dir reports/demo
   bench report suites/demo.yaml --metric accuracy --alpha 0.01""",
+    "init": """examples:
+  bench init data/my_lesions                  # data/my_lesions/<class>/*.jpg → suites/my_lesions.yaml
+  bench init data/dermnet --suite suites/dermnet.yaml   # train/ and test/ kept as given""",
     "welch": """example:
   bench stats welch --a 0.65701,0.02109,35 --b 0.69113,0.01117,35 --alternative less""",
 }
@@ -155,6 +158,14 @@ def build_parser() -> argparse.ArgumentParser:
                        choices=list(METRICS),
                        help="metric to report (repeatable; default: the suite's)")
     p_rep.add_argument("--alpha", type=float, default=None, help="significance level")
+
+    p_init = _sub(sub, "init", "write a commented starter suite for an image folder")
+    p_init.add_argument("folder", type=Path, help="one sub-folder per class (or train/ and "
+                        "test/ that each have them)")
+    p_init.add_argument("--suite", type=Path, default=None, metavar="PATH",
+                        help="where to write it (default suites/<folder name>.yaml)")
+    p_init.add_argument("--name", default=None, help="the suite's name (default: the folder's)")
+    p_init.add_argument("--force", action="store_true", help="overwrite an existing file")
 
     p_stats = _sub(sub, "stats", "tests from summary statistics (e.g. a paper's table)")
     stats_sub = p_stats.add_subparsers(dest="stats_command", required=True, metavar="TEST")
