@@ -24,11 +24,15 @@ class Eta:
 
     ``total``: the cost of every unit this run set out to do; :meth:`update` is told the cost
     still left (units neither finished nor given up, by this or any other worker) when a unit
-    starts. Until some cost has finished there is no estimate (``"?"``)."""
+    starts. Until some cost has finished in this run, ``prior`` (seconds per unit of cost of
+    the suite's units finished before, from their recorded durations) stands in; without it
+    there is no estimate (``"?"``)."""
 
-    def __init__(self, total: float, clock: Callable[[], float] = time.monotonic):
+    def __init__(self, total: float, clock: Callable[[], float] = time.monotonic,
+                 prior: float | None = None):
         self.total = float(total)
         self.clock = clock
+        self.prior = prior
         self.t0 = clock()
         self.left = self.total
         self.seconds: float | None = None
@@ -38,7 +42,10 @@ class Eta:
         self.left = min(max(float(left), 0.0), self.total)
         done = self.total - self.left
         elapsed = self.clock() - self.t0
-        self.seconds = elapsed / done * self.left if done > 0 and elapsed > 0 else None
+        if done > 0 and elapsed > 0:
+            self.seconds = elapsed / done * self.left
+        else:
+            self.seconds = self.prior * self.left if self.prior else None
         return self.text()
 
     def text(self) -> str:

@@ -34,6 +34,9 @@ def test_eta_is_seconds_per_finished_cost_times_the_cost_left() -> None:
     assert eta.update(1.0) == "0:00:36"  # 3610 s / 99 finished × 1 left
     assert eta.update(0.0) == "0:00:00"
     assert eta.update(-5.0) == "0:00:00" and eta.update(500.0) == "?"  # clipped to [0, total]
+    # before anything finished in this run: the rate of the store's earlier units, if any
+    primed = Eta(100.0, Clock(), prior=0.5)
+    assert primed.update(100.0) == "0:00:50"
 
 
 def test_the_eta_is_exact_when_durations_follow_the_cost_and_a_unit_count_is_not() -> None:
@@ -101,3 +104,7 @@ def test_bench_run_prints_the_eta_on_every_unit_line(tiny_suite: Path, capsys,
     for ln in lines[1:]:  # every later unit has an estimate
         head = ln.split("]")[0]
         assert head.split("eta ")[1].count(":") == 2, ln
+    # more seeds later: the first new unit is estimated from the recorded ones
+    assert main(["run", str(tiny_suite), "--set", "contrasts=[]", "--set", "seeds.count=3"]) == 0
+    lines = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("[")]
+    assert len(lines) == 4 and lines[0].startswith("[1/4, eta 0:")

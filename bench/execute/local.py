@@ -38,7 +38,7 @@ from bench.execute.runners import StopRequested, UnitRunner, failure_reason
 from bench.execute.scheduler import RunSummary, Scheduler, Snapshot, needed_stages, search_key
 from bench.execute.store import StoreView
 from bench.plan import Plan, Trial
-from bench.plan.cost import unit_costs
+from bench.plan.cost import seconds_per_cost, unit_costs
 from bench.progress import Eta, Progress
 from bench.track import FINISHED, Tag, Tracker, best_by_key
 
@@ -218,9 +218,9 @@ class LocalExecutor:
             runner.step()
 
         scheduler = Scheduler(self.plan, pending, needed, gave_up)
-        work = {k: c for k, c in unit_costs(self.plan).items()
-                if k in needed or k in {t.key for t in pending}}
-        eta = Eta(sum(work.values()))
+        costs = unit_costs(self.plan)
+        work = {k: c for k, c in costs.items() if k in needed or k in {t.key for t in pending}}
+        eta = Eta(sum(work.values()), prior=seconds_per_cost(self.view(since_ms), costs))
         while True:
             if self.stop_requested:
                 raise StopRequested

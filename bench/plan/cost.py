@@ -5,7 +5,8 @@ The unit is one *forward pass of one image* through the encoder; a training pass
 backward) costs :data:`TRAIN` of them, a pass that trains only the last block or a head on a
 frozen encoder :data:`PARTIAL`. Stages of self-supervised methods see two views of each image.
 These are relative weights, not seconds: the ETA converts them with the seconds per unit that the
-units finished so far in the run actually took (:class:`bench.progress.Eta`).
+units finished so far in the run actually took (:class:`bench.progress.Eta`), and before any has,
+with those the store holds from earlier runs (:func:`seconds_per_cost`).
 """
 
 from __future__ import annotations
@@ -60,3 +61,14 @@ def unit_costs(plan: Plan) -> dict[str, float]:
     out = {s.key: stage_cost(plan, s) for s in plan.stages}
     out.update({t.key: trial_cost(plan, t.cell) for t in plan.trials})
     return out
+
+
+def seconds_per_cost(snapshot, costs: dict[str, float]) -> float | None:
+    """Seconds per unit of cost of the units the store holds finished (their recorded start
+    and end), or None when it holds none: the ETA's rate before this run has finished any."""
+    seconds = cost = 0.0
+    for key, rec in snapshot.best.items():
+        if key in costs and rec.status == "FINISHED" and rec.end_time and costs[key] > 0:
+            seconds += max(rec.end_time - rec.start_time, 0) / 1000
+            cost += costs[key]
+    return seconds / cost if cost > 0 and seconds > 0 else None
