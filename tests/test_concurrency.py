@@ -67,12 +67,12 @@ def _assert_exactly_once(suite: Path, uri: str | None = None) -> None:
 
 
 def _trained_lines(outputs: list[str]) -> Counter:
-    """'[k/n] <cell> seed=<s>: accuracy …' lines across processes and workers (prefixed
+    """'[k/n, eta …] <cell> seed=<s>: accuracy …' lines across processes and workers (prefixed
     '[w<i>] '): how often each trial was trained."""
     seen: Counter = Counter()
     for text in outputs:
-        seen.update(m.group(1) for m in re.finditer(r"\[\d+/\d+\] (\S+ seed=\d+): accuracy",
-                                                    text))
+        seen.update(m.group(1) for m in re.finditer(
+            r"\[\d+/\d+, eta [^\]]+\] (\S+ seed=\d+): accuracy", text))
     return seen
 
 
