@@ -322,13 +322,27 @@ class Tracker:
             self.client.log_batch(run_id, metrics=items[i:i + 1000])
 
     def log_datasets(self, run_id: str, datasets: Iterable[DatasetEntry]) -> None:
-        """The data a run reads, as MLflow datasets (the run page's "Datasets used")."""
+        """The data a run reads, as MLflow datasets (the run page's "Datasets used").
+
+        The store keeps one row per (experiment, name, digest) and MLflow inserts it after
+        looking for it, so two runs logging the same part at once can collide: the loser tries
+        again (it then finds the row). Datasets are for people to read; a run never fails for
+        them (after 3 tries the run goes on without, with a warning)."""
         from mlflow.entities import Dataset, DatasetInput, InputTag
 
-        self.client.log_inputs(run_id, datasets=[DatasetInput(
+        inputs = [DatasetInput(
             Dataset(name=d.name, digest=d.digest[:36], source_type="local",
                     source=json.dumps({"uri": d.source}), profile=json.dumps(d.profile)),
-            tags=[InputTag("mlflow.data.context", d.context)]) for d in datasets])
+            tags=[InputTag("mlflow.data.context", d.context)]) for d in datasets]
+        for attempt in range(3):
+            try:
+                self.client.log_inputs(run_id, datasets=inputs)
+                return
+            except Exception as exc:  # the unique row, inserted by another run meanwhile
+                if attempt == 2:
+                    logging.getLogger(__name__).warning(
+                        "run %s: its datasets were not logged (%s)", run_id, exc)
+                time.sleep(0.2 * (attempt + 1))
 
     def run_metrics(self, run_id: str) -> dict[str, float]:
         """Latest value of every metric of a run."""

@@ -80,3 +80,35 @@ def test_trial_names_and_acting_parameters() -> None:
                                      "rotate_deg": 45}
     cached = acting({"cache_features": True, "augment": {"flip_p": 0.5}, "epochs": 3})
     assert cached == {"cache_features": True, "epochs": 3}
+
+
+def test_a_dataset_logged_by_two_runs_at_once_never_fails_a_run(tmp_path: Path,
+                                                               monkeypatch, caplog) -> None:
+    """MLflow inserts a dataset row after looking for it: two runs logging one part at once
+    collide on its unique key; the loser tries again, and a run never fails for its datasets."""
+    from bench.track import DatasetEntry, Tracker
+
+    tracker = Tracker(default_tracking_uri(tmp_path), "x", tmp_path / "artifacts")
+    run = tracker.start("trial", "k", "n")
+    entry = DatasetEntry("t:train", "ab" * 32, str(tmp_path / "m.csv"), "training",
+                         {"num_images": 3, "num_classes": 2})
+    real, calls = tracker.client.log_inputs, []
+
+    def collide_once(*a, **k):
+        calls.append(1)
+        if len(calls) == 1:
+            raise RuntimeError("UNIQUE constraint failed: datasets.experiment_id")
+        return real(*a, **k)
+
+    monkeypatch.setattr(tracker.client, "log_inputs", collide_once)
+    tracker.log_datasets(run, [entry])
+    assert len(calls) == 2
+    assert [d.dataset.name for d in tracker.client.get_run(run).inputs.dataset_inputs] == [
+        "t:train"]
+
+    def always(*a, **k):
+        raise RuntimeError("the store is gone")
+
+    monkeypatch.setattr(tracker.client, "log_inputs", always)
+    tracker.log_datasets(run, [entry])  # no exception: a warning
+    assert "its datasets were not logged (the store is gone)" in caplog.text

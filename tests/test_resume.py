@@ -105,7 +105,7 @@ def _wait_for(proc: subprocess.Popen, needle: str, timeout: float = 120) -> list
 @pytest.mark.parametrize("sig", [signal.SIGINT])  # SIGKILL: tests/test_concurrency.py
 def test_killed_run_resumes_with_only_the_remaining_work(tiny_suite: Path, sig, capsys) -> None:
     proc = _bench("run", str(tiny_suite), cwd=tiny_suite.parent)
-    _wait_for(proc, "[5/10]")  # two stages and three trials are done
+    _wait_for(proc, "[5/10, eta ")  # two stages and three trials are done
     proc.send_signal(sig)
     rc = proc.wait(timeout=60)
     assert rc == (-9 if sig == signal.SIGKILL else 130)
