@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from bench.config.names import parse_ref
 from bench.plan import Plan
-from bench.plan.cost import stage_cost, stage_images, trial_cost
+from bench.plan.cost import TRAIN, stage_cost, stage_images, trial_cost
 from bench.track import FINISHED, RunRecord
 
 
@@ -31,7 +32,7 @@ def describe_plan(plan: Plan, status: Mapping[str, RunRecord] | None, trials: bo
             if spec.replicates > 1 and any(s.name == name for s in reps)))
     lines.append("")
     lines.append("datasets:")
-    unread = {m.split("'")[1] for m in plan.missing if m.startswith("dataset '")}
+    unread = set(plan.unread)
     for name, ds in plan.datasets.items():
         if name in unread:
             lines.append(f"  {name:<20} cannot be read (see the missing inputs below)")
@@ -42,7 +43,7 @@ def describe_plan(plan: Plan, status: Mapping[str, RunRecord] | None, trials: bo
         lines.append("")
         lines.append("stages (pre-training):")
         for s in plan.stages:
-            n = "?" if unread & {r.split(":")[0] for r in s.spec.data} else stage_images(plan, s)
+            n = "?" if unread & {parse_ref(r)[0] for r in s.spec.data} else stage_images(plan, s)
             epochs = s.spec.warmup_epochs + s.spec.epochs
             lines.append(f"  {st(s.key):<9} {s.display:<40} {s.spec.method:<14} {n} images × "
                          f"{epochs} epochs  key {s.key[:12]}")
@@ -77,7 +78,7 @@ def describe_plan(plan: Plan, status: Mapping[str, RunRecord] | None, trials: bo
         lines.append(f"remaining cost ≈ {(pend_stage_cost + eval_cost) / 1e6:.2f} M image "
                      f"forward passes ({pend_stage_cost / 1e6:.2f} M pre-training, "
                      f"{eval_cost / 1e6:.2f} M evaluation; a training pass counts "
-                     "as 3)")
+                     f"as {TRAIN:g})")
     return "\n".join(lines)
 
 

@@ -15,6 +15,16 @@ from collections.abc import Iterable
 from pathlib import Path
 
 
+def write_text_atomic(path: Path, text: str) -> Path:
+    """Write ``text`` to ``path`` through ``.<name>.<pid>`` and a rename: readers and other
+    writers (workers write the same file at once) never see half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+    return path
+
+
 def pid_alive(pid: int) -> bool:
     """Whether process ``pid`` exists on this host (one of another user counts as alive)."""
     try:

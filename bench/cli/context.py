@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 from bench.errors import BenchError
+from bench.procs import write_text_atomic
 
 RUN_RECORD = "run.json"
 TRACKING_SCHEMES = ("sqlite", "file", "http", "https", "postgresql", "mysql", "mssql",
@@ -85,13 +86,6 @@ def _pointer() -> Path:
     return Path(state) / "last-run" / f"{here}.json"
 
 
-def _write(path: Path, record: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}")
-    tmp.write_text(json.dumps(record, indent=1), encoding="utf-8")
-    os.replace(tmp, path)
-
-
 def record_run(output: Path, args: argparse.Namespace) -> None:
     """Write ``<output>/run.json`` and this folder's last-run pointer (atomically): what
     ``bench run`` was started with."""
@@ -99,9 +93,10 @@ def record_run(output: Path, args: argparse.Namespace) -> None:
               "profile": args.profile, "tracking_uri": args.tracking_uri,
               "output": str(output.resolve()), "cwd": str(Path.cwd().resolve()),
               "started": time.time()}
-    _write(output / RUN_RECORD, record)
+    text = json.dumps(record, indent=1)
+    write_text_atomic(output / RUN_RECORD, text)
     try:
-        _write(_pointer(), record)
+        write_text_atomic(_pointer(), text)
     except OSError:  # a read-only home: `bench report` then needs the suite or --output
         pass
 

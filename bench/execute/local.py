@@ -219,7 +219,8 @@ class LocalExecutor:
 
         scheduler = Scheduler(self.plan, pending, needed, gave_up)
         costs = unit_costs(self.plan)
-        work = {k: c for k, c in costs.items() if k in needed or k in {t.key for t in pending}}
+        todo = needed | {t.key for t in pending}
+        work = {k: c for k, c in costs.items() if k in todo}
         eta = Eta(sum(work.values()), prior=seconds_per_cost(self.view(since_ms), costs))
         while True:
             if self.stop_requested:

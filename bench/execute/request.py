@@ -61,26 +61,17 @@ class RunRequest:
             out += ["--claims-uri", self.claims_uri]
         return out
 
-    def _write_resolved(self, loaded) -> None:
-        """``<output>/suite.resolved.yaml`` (atomically: workers write it at once)."""
-        import os
-
-        from bench.plan_view import RESOLVED_SUITE, resolved_suite
-
-        path = self.output / RESOLVED_SUITE
-        tmp = path.with_name(f".{path.name}.{os.getpid()}")
-        tmp.write_text(resolved_suite(loaded), encoding="utf-8")
-        os.replace(tmp, path)
-
     def open(self) -> tuple[Plan, Tracker]:
         """Load the suite, build its plan and open its tracker (the output folder is made)."""
         from bench.plan import build_plan, load_suite
+        from bench.plan_view import RESOLVED_SUITE, resolved_suite
+        from bench.procs import write_text_atomic
         from bench.track import Tracker
 
         loaded = load_suite(self.suite, self.overrides, profile=self.profile)
         self.output.mkdir(parents=True, exist_ok=True)
         plan = build_plan(loaded)
-        self._write_resolved(loaded)
+        write_text_atomic(self.output / RESOLVED_SUITE, resolved_suite(loaded))
         return plan, Tracker(self.tracking_uri, loaded.suite.name, self.output / "artifacts",
                              description=loaded.suite.description.strip() or None,
                              source=f"bench run {self.suite}")

@@ -156,6 +156,7 @@ def build_plan(loaded: LoadedSuite, base_dir: Path | None = None, check_files: b
         used |= {parse_ref(r)[0] for r in (p.train, p.test)}
         used |= {parse_ref(r)[0] for st in chain for r in suite.stages[st].data}
     missing: list[str] = []
+    unread: list[str] = []
     errors: list[BenchError] = []
     datasets = {}
     for name in suite.datasets:
@@ -170,6 +171,7 @@ def build_plan(loaded: LoadedSuite, base_dir: Path | None = None, check_files: b
             text = _with_hints(exc, loaded, ("datasets", name), DATASET_SOURCES.get(spec.format))
             errors.append(type(exc)(text))
             missing.append(text)
+            unread.append(name)
             datasets[name] = _placeholder(name, spec)
     if not missing:
         _check_parts(suite, datasets, cells_spec)
@@ -244,7 +246,7 @@ def build_plan(loaded: LoadedSuite, base_dir: Path | None = None, check_files: b
             ))
 
     plan = Plan(loaded=loaded, datasets=datasets, inits=inits, stages=list(stages.values()),
-                cells=cells, missing=missing)
+                cells=cells, missing=missing, unread=unread)
     sd = suite.seeds
     vary = sorted(sd.vary)
     for cell in cells:

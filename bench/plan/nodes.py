@@ -96,6 +96,8 @@ class Plan:
     trials: list[Trial] = field(default_factory=list)
     missing: list[str] = field(default_factory=list)
     """Inputs that could not be read (only with ``lenient``): keys are then provisional."""
+    unread: list[str] = field(default_factory=list)
+    """Datasets among them (placeholders without records): their counts and costs are unknown."""
 
     @property
     def suite(self) -> Suite:
