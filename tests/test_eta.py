@@ -66,7 +66,11 @@ def test_the_eta_is_exact_when_durations_follow_the_cost_and_a_unit_count_is_not
     assert worst_count_error > 2  # the count-based ETA is off by more than 3× somewhere
 
 
-def test_unit_costs_follow_the_protocol_and_stage_settings() -> None:
+def test_unit_costs_follow_the_protocol_and_stage_settings(capsys) -> None:
+    # the weights `bench plan` states: a backward pass ≈ two forwards, a partial one a quarter
+    assert (FORWARD, PARTIAL, TRAIN) == (1.0, 1.25, 3.0)
+    assert main(["plan", str(DEMO)]) == 0
+    assert "a training pass counts as 3)" in capsys.readouterr().out
     plan = suite_plan(DEMO)
     stages = {s.name: s for s in plan.stages}
     sl, ssl, issl = stages["SL"], stages["SSL"], stages["I_SSL"]

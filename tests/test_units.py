@@ -292,6 +292,10 @@ def test_the_optuna_profile_searches_every_protocols_lr_and_keeps_the_stages(
                                    "lr_search: {method: fixed, lr: 0.002, low: 0.0002}"))
     tuned = build_plan(load_suite(ranged, env={}, profile="optuna"))
     assert tuned.suite.output == "runs/demo-optuna"
+    # the budget the README promises: 8 candidates of 2 epochs per cell
+    assert (OPTUNA_SEARCH["n_trials"], OPTUNA_SEARCH["budget_epochs"]) == (8, 2)
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    assert "an Optuna study per\ncell, 8 candidates of 2 epochs" in readme
     for name, spec in tuned.suite.protocols.items():
         search = spec.lr_search
         assert (search.method, search.per, search.n_trials, search.budget_epochs) == tuple(
