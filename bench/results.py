@@ -105,6 +105,7 @@ def load_predictions(plan: Plan, tracker: Tracker, results: pd.DataFrame,
             out[key] = TrialPredictions(ids=ids, groups=groups, labels=npz["labels"],
                                         pred=npz["pred"], probs=npz["probs"])
     notes = [f"{cell}: {n} trial(s) without usable predictions (no case ids and another test "
-             f"manifest, or no predictions.npz): left out of the case-level evidence"
+             f"manifest, or no predictions.npz): left out of the case-level evidence and the "
+             f"reliability diagram"
              for cell, n in skipped.items()]
     return out, notes

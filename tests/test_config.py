@@ -59,8 +59,8 @@ BAD = [
     ("    epochs: 1\n", "    epoch: 1\n",
      ":13:5 protocols.linear_probe.epoch: unknown field 'epoch' (did you mean 'epochs'?)"),
     ("kind: linear_probe", "kind: linear_prob",
-     ":10:5 protocols.linear_probe.kind: 'linear_prob' is not one of 'fine_tune' or "
-     "'linear_probe' (did you mean 'linear_probe'?)"),
+     ":10:5 protocols.linear_probe.kind: 'linear_prob' is not one of 'fine_tune', "
+     "'linear_probe' or 'knn' (did you mean 'linear_probe'?)"),
     ("test: d:test", "test: d:tset",
      ":12:5 protocols.linear_probe.test: dataset 'd' has no part 'tset' (did you mean 'test'?)"),
     ("test: d:test", "test: e:test", ":12:5 protocols.linear_probe.test: unknown dataset 'e'"),

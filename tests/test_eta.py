@@ -96,6 +96,10 @@ def test_unit_costs_follow_the_protocol_and_stage_settings(capsys) -> None:
                                                        + spec["I_SSL"].epochs) * PARTIAL
     lp_more = next(c for c in more.cells if c.protocol == "linear_probe")
     assert trial_cost(more, lp_more) == n_tr * lp.epochs * PARTIAL + n_te * FORWARD
+    knn = suite_plan(DEMO, "protocols.knn={kind: knn, train: 'target:train', test: "
+                     "'target:test', image_size: 32}", "grid.protocols=[knn]", "contrasts=[]",
+                     "controls=[]")
+    assert trial_cost(knn, knn.cells[0]) == (n_tr + n_te) * FORWARD  # it trains nothing
 
 
 def test_bench_run_prints_the_eta_on_every_unit_line(tiny_suite: Path, capsys,

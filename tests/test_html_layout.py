@@ -38,6 +38,22 @@ def _overflow(html: str, tmp_path: Path, width: int = 1280) -> tuple[int, int, s
     return int(m.group(1)), int(m.group(2)), m.group(3)
 
 
+def _reliability(cells: list[str]) -> dict:
+    """Every cell's reliability diagram from made-up predictions (35 trials × 200 cases)."""
+    import numpy as np
+
+    from bench.analysis.calibration import cell_reliability
+    from bench.stats.bootstrap import CasePredictions
+
+    rng = np.random.default_rng(0)
+    out = {}
+    for cell in cells:
+        labels = rng.integers(0, 4, 200)
+        probs = rng.dirichlet(np.ones(4), (35, 200))
+        out[cell] = CasePredictions(labels, np.arange(200), probs.argmax(2), probs, 4)
+    return cell_reliability(out)
+
+
 @pytest.mark.skipif(BROWSER is None, reason="Chromium is not installed")
 def test_the_html_report_fits_1280_px(tmp_path: Path) -> None:
     plan = _plan(tmp_path)
@@ -46,10 +62,12 @@ def test_the_html_report_fits_1280_px(tmp_path: Path) -> None:
         vals[name] = _with_stats(0.6 + 0.02 * i, 0.015, 35, 10 + i)
     results = _results(plan, vals)
     data = build_report(plan, results)
+    data.reliability = _reliability([c.cell for c in data.cells])
     data.figures = all_figures(data, results)
     html = render(data, "html")
     assert html.index("<h2>Headline</h2>") < html.index("<h2>Results")
     assert "<details>" in html and 'class="contrasts sortable"' in html
+    assert html.index("<h2>Calibration</h2>") < html.index("<h2>Contrasts")
     scroll, inner, wide = _overflow(html, tmp_path)
     assert inner == 1280 and scroll <= inner, f"runs off the page: {scroll} px ({wide})"
     # the probe itself can fail: a table made too wide on purpose is caught

@@ -80,6 +80,10 @@ def test_trial_names_and_acting_parameters() -> None:
                                      "rotate_deg": 45}
     cached = acting({"cache_features": True, "augment": {"flip_p": 0.5}, "epochs": 3})
     assert cached == {"cache_features": True, "epochs": 3}
+    knn = {"kind": "knn", "k": 20, "epochs": 1, "lr_search": {"method": "fixed", "lr": 1e-3},
+           "optimizer": {"eps": 1e-5}, "augment": {"flip_p": 0.5}, "bank_augment": False}
+    assert acting(knn) == {"kind": "knn", "k": 20, "bank_augment": False}
+    assert acting({**knn, "bank_augment": True})["augment"] == {"flip_p": 0.5}
 
 
 def test_a_dataset_logged_by_two_runs_at_once_never_fails_a_run(tmp_path: Path,

@@ -87,7 +87,11 @@ def test_replicated_suite_runs_and_reports_three_kinds_of_evidence(tiny_suite, c
     assert "(2000 resamples, the same for both" in md  # B = 2,000 by default
     html = (rep / "report.html").read_text()
     assert "Pre-training replicates" in html and "For new patients" in html
+    calibration = html[html.index("<h2>Calibration</h2>"):html.index("<h2>Contrasts")]
+    assert "<svg" in calibration and "ECE " in calibration and "4 × 36" in calibration
     trials = pd.read_csv(rep / "trials.csv", dtype={"replicate": str, "unit": str})
+    assert trials["ece"].between(0, 1).all() and trials["brier"].between(0, 2).all()
+    assert (trials["nll"] > 0).all()
     bt = trials[trials["cell"] == "rnd+sup+bt/ft"]
     assert sorted(bt["replicate"]) == ["0", "0", "1", "1"]
     con = pd.read_csv(rep / "contrasts.csv")
@@ -98,6 +102,11 @@ def test_replicated_suite_runs_and_reports_three_kinds_of_evidence(tiny_suite, c
     rbt = cells[(cells["cell"] == "rnd+sup+bt/ft") & (cells["metric"] == "accuracy")].iloc[0]
     assert rbt["pretraining"] == "replicated" and rbt["replicates"] == 2
     assert 0 <= rbt["icc"] <= 1 and rbt["effective_n"] <= 4
+    # a calibration metric is reported like any other, with its own verdicts
+    assert main(["report", str(tiny_suite), *REPS, "--out", str(rep / "ece"), "--metric",
+                 "ece", "--metric", "nll", "--format", "csv"]) == 0
+    ece = pd.read_csv(rep / "ece" / "contrasts.csv")
+    assert set(ece["metric"]) == {"ece", "nll"} and len(ece) == 2 * (len(con) // 2)
 
     # predictions written before case ids were stored are matched to the current manifest
     # when the run recorded that manifest, and left out (with a note) otherwise

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from bench.analysis.calibration import CellReliability, cell_reliability
 from bench.analysis.cases import TrialPredictions, case_predictions
 from bench.analysis.cells import Arm, CellRow, arm, cell_rows
 from bench.analysis.controls import ControlRow, control_rows, controls_line
@@ -30,8 +31,8 @@ from bench.stats.bootstrap import (
     summarize_difference,
 )
 
-__all__ = ["Analysis", "Arm", "CellRow", "ContrastRow", "ControlRow", "PartialOrder", "ReplicationRow",
-           "TrialPredictions", "analyse", "single_runs"]
+__all__ = ["Analysis", "Arm", "CellReliability", "CellRow", "ContrastRow", "ControlRow",
+           "PartialOrder", "ReplicationRow", "TrialPredictions", "analyse", "single_runs"]
 
 
 @dataclass
@@ -50,6 +51,8 @@ class Analysis:
     resamples: int = 0
     controls: list[ControlRow] = field(default_factory=list)
     """The suite's controls, judged (see :mod:`bench.analysis.controls`)."""
+    reliability: dict[str, CellReliability] = field(default_factory=dict)
+    """Cell → its trials' pooled reliability diagram (cells whose predictions were given)."""
 
     @property
     def controls_line(self) -> str:
@@ -147,4 +150,5 @@ def analyse(plan: Plan, results: pd.DataFrame, metrics: list[str] | None = None,
                     replication=replication_rows(suite, summaries, alpha),
                     warnings=warnings, notes=notes,
                     resamples=boot.resamples if cases else 0,
-                    controls=control_rows(suite.controls, rows))
+                    controls=control_rows(suite.controls, rows),
+                    reliability=cell_reliability(cases))

@@ -14,6 +14,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 
 from bench.analysis.verdicts import BETTER, INCONCLUSIVE, ContrastRow
+from bench.config.protocols import a_better_if_above
 
 
 @dataclass
@@ -91,7 +92,8 @@ def partial_orders(rows: list[ContrastRow], metrics: list[str], protocols: list[
                 elif r.equivalent:
                     equiv.setdefault(k, (r.a, r.b))
                 if r.opposite and r.verdict == INCONCLUSIVE:
-                    declared_winner = r.a if r.alternative == "greater" else r.b
+                    a_declared = (r.alternative == "greater") == a_better_if_above(r.metric)
+                    declared_winner = r.a if a_declared else r.b
                     other = r.b if declared_winner == r.a else r.a
                     opposite.setdefault(k, (other, declared_winner))
             inconclusive = [p for k, p in tested.items() if k not in better and k not in equiv]

@@ -29,6 +29,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 
 from bench.analysis.cells import Arm
+from bench.config.protocols import a_better_if_above
 from bench.stats import (
     Moments,
     WelchResult,
@@ -90,6 +91,8 @@ class ContrastRow:
     g_low: float = math.nan
     g_high: float = math.nan
     prob_a_better: float = math.nan
+    """P(a random trial of A is better than one of B), ties counted half: larger on most
+    metrics, smaller on ece, brier and nll."""
     tost_p: float = math.nan
     tost_p_holm: float = math.nan
     mde: float = math.nan
@@ -154,7 +157,8 @@ def evaluate(a: str, b: str, metric: str, arm_a: Arm, arm_b: Arm, alternative: s
     row.units_a, row.units_b = len(ua), len(ub)
     row.unit_moments = (Moments.of(ua), Moments.of(ub))
     row.g, row.g_low, row.g_high = hedges_g(va, vb)
-    row.prob_a_better = prob_superiority(va, vb)
+    row.prob_a_better = (prob_superiority(va, vb) if a_better_if_above(metric)
+                         else prob_superiority(vb, va))
     if margin is not None:
         row.tost_p = tost_moments(*row.unit_moments, margin)
     primary = row.primary
@@ -175,16 +179,17 @@ def evaluate(a: str, b: str, metric: str, arm_a: Arm, arm_b: Arm, alternative: s
     return row
 
 
-def _direction(delta: float, alternative: str) -> str:
-    if alternative == "greater" or (alternative == "two-sided" and delta > 0):
-        return BETTER
-    return WORSE
+def _direction(delta: float, alternative: str, metric: str) -> str:
+    """A ≻ B when A's value is significantly above B's on a larger-is-better metric, or below
+    it on ece, brier or nll."""
+    above = alternative == "greater" or (alternative == "two-sided" and delta > 0)
+    return BETTER if above == a_better_if_above(metric) else WORSE
 
 
 def _verdict(p_holm: float, tost_holm: float, delta: float, alternative: str,
-             alpha: float) -> str:
+             alpha: float, metric: str) -> str:
     if math.isfinite(p_holm) and p_holm < alpha:
-        return _direction(delta, alternative)
+        return _direction(delta, alternative, metric)
     if math.isfinite(tost_holm) and tost_holm < alpha:
         return EQUIVALENT
     return INCONCLUSIVE
@@ -225,8 +230,9 @@ def decide(rows: list[ContrastRow], alpha: float) -> None:
         if r.degenerate:
             r.verdict = DEGENERATE if r.primary.degenerate else UNTESTABLE
         else:
-            r.verdict = _verdict(r.p_holm, r.tost_p_holm, r.primary.delta, r.alternative, alpha)
+            r.verdict = _verdict(r.p_holm, r.tost_p_holm, r.primary.delta, r.alternative, alpha,
+                                 r.metric)
         if r.case is not None:
             c = r.case
             c.verdict = _verdict(c.p_holm, c.p_equivalent_holm, c.result.delta, r.alternative,
-                                 alpha)
+                                 alpha, r.metric)

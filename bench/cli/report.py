@@ -26,13 +26,19 @@ def cmd_report(args: argparse.Namespace) -> int:
     results = load_results(plan, tracker)
     out = args.report_dir or Path("reports") / loaded.suite.name
     out.mkdir(parents=True, exist_ok=True)
+    formats = args.formats or ["markdown"]
     predictions, notes = {}, []
+    cells: set[str] = set()
     if loaded.suite.report.bootstrap.resamples > 0:  # case-level evidence
         from bench.contrasts import expand_contrasts
-        from bench.results import load_predictions
 
         cells = {n for c in expand_contrasts(loaded.suite.contrasts, plan.cell_names())
                  for n in (c.a, c.b)}
+    if "html" in formats:  # every cell's reliability diagram
+        cells = set(plan.cell_names())
+    if cells:
+        from bench.results import load_predictions
+
         predictions, notes = load_predictions(plan, tracker, results, cells)
     data = build_report(plan, results, args.metrics, args.alpha, predictions)
     data.notes[:0] = notes
@@ -41,7 +47,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     if data.controls:  # known answers first: a failed control discredits every verdict
         print(data.controls_line, file=sys.stdout if data.controls_line.endswith("passed")
               else sys.stderr)
-    for fmt in args.formats or ["markdown"]:
+    for fmt in formats:
         if fmt == "csv":
             paths = write_csv(data, results, out)
         else:

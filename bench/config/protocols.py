@@ -31,7 +31,16 @@ class TTASpec(Strict):
     passes: int = Field(3, ge=1, description="Passes with `augment`.")
 
 
-METRICS = ("accuracy", "f1_weighted", "f1_macro", "balanced_accuracy", "auroc_macro", "ap_macro")
+METRICS = ("accuracy", "f1_weighted", "f1_macro", "balanced_accuracy", "auroc_macro", "ap_macro",
+           "ece", "brier", "nll")
+LOWER_IS_BETTER = frozenset({"ece", "brier", "nll"})
+"""Metrics where less is better (calibration error and proper scoring losses): for them
+A ≻ B means A's value is *lower*; ``alternative: greater`` still tests A's value > B's."""
+
+
+def a_better_if_above(metric: str) -> bool:
+    """Whether a larger value of ``metric`` is the better one."""
+    return metric not in LOWER_IS_BETTER
 
 
 class ProtocolBase(Strict):
@@ -81,6 +90,8 @@ class ProtocolBase(Strict):
     """Warm-up epochs when ``warmup_epochs`` is not given."""
     trains_encoder: ClassVar[bool] = False
     """Whether the encoder trains after the warm-up (fine-tune) or stays frozen (probe)."""
+    trains_nothing: ClassVar[bool] = False
+    """Whether the kind trains nothing at all (knn): one forward pass of the training part."""
 
     @property
     def n_warmup(self) -> int:
@@ -122,9 +133,50 @@ class LinearProbeSpec(ProtocolBase):
         return self
 
 
+KNN_IDLE = ("epochs", "warmup_epochs", "warmup_lr", "lr_search", "schedule", "optimizer",
+            "sampling", "drop_last", "train_bn", "cache_features")
+"""The settings of every kind that a ``knn`` protocol cannot act on (it trains nothing)."""
+
+
+class KnnSpec(ProtocolBase):
+    """k-nearest neighbours on frozen features: the training part's features are the bank;
+    each test image's ``k`` most similar ones vote with weight exp(similarity / τ) (DINO's and
+    solo-learn's kNN evaluation). Nothing trains, so the training settings do not apply (and
+    are refused); seeds act only through ``bank_augment``."""
+
+    kind: Literal["knn"] = Field(description="`knn`.")
+    epochs: int = Field(1, ge=1, description="One pass over the training part builds the "
+                        "bank (nothing trains; only 1).")
+    tta: TTASpec = Field(default_factory=lambda: TTASpec(mode="clean"),
+                         description="Test images are encoded clean (`mode: clean`).")
+    k: int = Field(20, ge=1, description="Neighbours that vote (capped at the bank's size).")
+    temperature: float = Field(0.07, gt=0, description="τ of the vote weights exp(s / τ) "
+                               "(0.07: DINO, solo-learn).")
+    l2_normalize: bool = Field(True, description="Cosine similarity (false: the dot product "
+                               "of the raw features).")
+    bank_augment: bool = Field(
+        False, description="Encode the training part through the protocol's `augment`, drawn "
+        "from each trial's `augment` seed (the only thing trial seeds can vary here).")
+    runner: ClassVar[str | type] = "bench.protocols.knn:Knn"
+    trains_nothing: ClassVar[bool] = True
+
+    @model_validator(mode="after")
+    def _nothing_trains(self) -> KnnSpec:
+        fields = type(self).model_fields
+        given = [f for f in KNN_IDLE if f in self.model_fields_set and getattr(self, f)
+                 != fields[f].get_default(call_default_factory=True)]
+        if given:
+            raise ValueError(f"knn trains nothing: {', '.join(given)} cannot act; remove "
+                             f"{'it' if len(given) == 1 else 'them'}")
+        if self.tta.mode != "clean":
+            raise ValueError("knn encodes the test images clean: set tta.mode: clean")
+        return self
+
+
 PROTOCOL_KINDS: dict[str, type[ProtocolBase]] = {
     "fine_tune": FineTuneSpec,
     "linear_probe": LinearProbeSpec,
+    "knn": KnnSpec,
 }
 """kind → its model (a new kind: its model above, one line here, and its runner file)."""
 

@@ -78,9 +78,10 @@ class BootstrapSpec(Strict):
 
 
 DISPLAY_NAMES = {
-    "fine_tune": "fine-tune", "linear_probe": "linear probe", "accuracy": "accuracy",
+    "fine_tune": "fine-tune", "linear_probe": "linear probe", "knn": "kNN", "accuracy": "accuracy",
     "f1_weighted": "weighted F1", "f1_macro": "macro F1", "balanced_accuracy":
-    "balanced accuracy", "auroc_macro": "macro AUROC", "ap_macro": "macro AP",
+    "balanced accuracy", "auroc_macro": "macro AUROC", "ap_macro": "macro AP", "ece": "ECE",
+    "brier": "Brier score", "nll": "NLL",
 }
 """Display names of bench's own protocol kinds and metrics when a suite declares none."""
 

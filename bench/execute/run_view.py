@@ -9,13 +9,17 @@ on it (keys are computed from the whole configuration elsewhere; this is what a 
   ``lr_search.method: fixed`` (and the fixed ``lr`` under a search), the TTA passes of
   ``tta.mode: clean``, the training augmentation of a probe on cached features, the warm-up lr
   without warm-up epochs, the settings of an augmentation whose probability is 0 (``cutout_h`` and
-  ``cutout_w`` when ``cutout_p: 0``, the jitter strengths when ``jitter_p: 0``).
+  ``cutout_w`` when ``cutout_p: 0``, the jitter strengths when ``jitter_p: 0``), and for a
+  ``knn`` protocol, which trains nothing, every training setting (and the augmentation unless
+  ``bank_augment``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any
+
+from bench.config.protocols import KNN_IDLE
 
 LR_SEARCH_FIELDS = {
     "fixed": ("lr",),
@@ -54,6 +58,9 @@ def acting(view: Mapping[str, Any], name: str = "") -> dict[str, Any]:
         out.pop("passes", None)
     if out.get("cache_features") is True:  # features computed once, never augmented
         out.pop("augment", None)
+    if out.get("kind") == "knn":
+        for k in (*KNN_IDLE, *(() if out.get("bank_augment") else ("augment",))):
+            out.pop(k, None)
     if out.get("warmup_epochs") == 0:
         out.pop("warmup_lr", None)
     for p in [k for k, v in out.items() if k.endswith("_p") and v == 0]:

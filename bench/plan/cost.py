@@ -43,12 +43,12 @@ def stage_cost(plan: Plan, stage: StageNode) -> float:
 
 def trial_cost(plan: Plan, cell: Cell) -> float:
     """Forward-pass equivalents of one trial of ``cell``: the warm-up (head only), the epochs
-    (whole encoder when the kind trains it, else the head on frozen features; features cached:
-    one pass), the test passes (× TTA passes)."""
+    (whole encoder when the kind trains it, else the head on frozen features; features cached,
+    or a kind that trains nothing (knn): one pass), the test passes (× TTA passes)."""
     spec = cell.spec
     n_train, n_test = part_size(plan, spec.train), part_size(plan, spec.test)
     tta = spec.tta.passes if spec.tta.mode == "augment" else 1
-    if spec.cache_features:
+    if spec.cache_features or spec.trains_nothing:
         train = n_train * FORWARD
     else:
         main = TRAIN if spec.trains_encoder else PARTIAL

@@ -1,4 +1,5 @@
-"""SVG figures of a report: per-cell strip + box plots, a forest plot, Hasse diagrams."""
+"""SVG figures of a report: per-cell strip + box plots, a forest plot, Hasse diagrams,
+reliability diagrams."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ from bench.report.tables import PartialOrder, ReportData
 
 FOREST_MAX_ROWS = 80
 """A forest plot shows at most this many contrasts (the table has them all)."""
+RELIABILITY_COLUMNS = 4
+"""Panels per row of the reliability diagrams (one panel per cell)."""
 
 
 def _svg(fig) -> str:
@@ -163,6 +166,47 @@ def hasse_svg(order: PartialOrder) -> str:
     return "\n".join(out)
 
 
+def reliability_plot(data: ReportData) -> str:
+    """One panel per cell: accuracy per confidence bin (bars, pooled over the cell's trials)
+    against the diagonal of perfect calibration, the bin's mean confidence as a tick, and the
+    pooled ECE in the panel's title."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    plt.rcParams["svg.fonttype"] = "none"
+    cells = [c.cell for c in data.cells if c.cell in data.reliability]
+    cols = min(RELIABILITY_COLUMNS, len(cells))
+    rows = -(-len(cells) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(2.6 * cols, 2.6 * rows), squeeze=False,
+                             sharex=True, sharey=True)
+    for ax in axes.ravel()[len(cells):]:
+        ax.set_visible(False)
+    for ax, cell in zip(axes.ravel(), cells, strict=False):
+        rel = data.reliability[cell]
+        bins = len(rel.n)
+        left = np.arange(bins) / bins
+        full = rel.n > 0
+        ax.bar(left[full], rel.accuracy[full], width=1 / bins, align="edge", color="#1f77b4",
+               alpha=0.75, edgecolor="white", linewidth=0.5)
+        ax.scatter(rel.confidence[full], rel.accuracy[full], s=6, color="#b42318", zorder=3)
+        ax.plot([0, 1], [0, 1], color="#555", linestyle="--", linewidth=0.8)
+        ax.set_xlim(0, 1)
+        ax.set_ylim(0, 1)
+        ax.set_title(f"{plain_text(data.suite.report.label(cell))}\nECE {rel.ece:.3f} "
+                     f"({rel.trials} × {rel.cases})", fontsize=8)
+        ax.tick_params(labelsize=7)
+        ax.grid(alpha=0.3)
+    for ax in axes[-1]:
+        ax.set_xlabel("confidence", fontsize=8)
+    for ax in axes[:, 0]:
+        ax.set_ylabel("accuracy", fontsize=8)
+    fig.tight_layout()
+    return _svg(fig)
+
+
 def all_figures(data: ReportData, results: pd.DataFrame) -> dict[str, str]:
     """Every figure of the HTML report, by name."""
     figs = {}
@@ -173,4 +217,6 @@ def all_figures(data: ReportData, results: pd.DataFrame) -> dict[str, str]:
     for o in data.orders:
         if o.better or o.equivalent or o.opposite:  # an empty diagram says nothing
             figs[f"hasse_{o.metric}_{o.protocol}"] = hasse_svg(o)
+    if data.reliability:
+        figs["reliability"] = reliability_plot(data)
     return figs

@@ -1,10 +1,13 @@
-"""Classification metrics from predicted probabilities (sklearn definitions)."""
+"""Classification metrics from predicted probabilities (sklearn definitions), and the
+calibration of those probabilities (ECE, Brier, NLL; lower is better for these three)."""
 
 from __future__ import annotations
 
 import warnings
 
 import numpy as np
+
+from bench.stats.calibration import brier, expected_calibration_error, nll
 
 
 def compute_metrics(probs: np.ndarray, labels: np.ndarray, names: list[str]) -> dict:
@@ -16,7 +19,8 @@ def compute_metrics(probs: np.ndarray, labels: np.ndarray, names: list[str]) -> 
     average precision (sklearn's ``average_precision_score``, one class vs the rest);
     ``precision_<c>``, ``recall_<c>``, ``f1_<c>`` per class, ``auroc_<c>`` and ``ap_<c>`` per
     class present (the paper's per-class ROC-AUC and AP); ``confusion``: the (C, C) matrix
-    (rows = true class) as nested lists.
+    (rows = true class) as nested lists; ``ece`` (15 bins, top label), ``brier`` and ``nll``
+    (see :func:`expected_calibration_error`, :func:`brier`, :func:`nll`).
     """
     from sklearn.metrics import (
         average_precision_score,
@@ -55,5 +59,8 @@ def compute_metrics(probs: np.ndarray, labels: np.ndarray, names: list[str]) -> 
         out[f"precision_{name}"] = float(prec[i])
         out[f"recall_{name}"] = float(rec[i])
         out[f"f1_{name}"] = float(f1[i])
+    out["ece"] = expected_calibration_error(probs, labels)
+    out["brier"] = brier(probs, labels)
+    out["nll"] = nll(probs, labels)
     out["confusion"] = confusion_matrix(labels, pred, labels=list(range(n_classes))).tolist()
     return out
