@@ -199,8 +199,10 @@ def reliability_plot(data: ReportData) -> str:
                      f"({rel.trials} × {rel.cases})", fontsize=8)
         ax.tick_params(labelsize=7)
         ax.grid(alpha=0.3)
-    for ax in axes[-1]:
-        ax.set_xlabel("confidence", fontsize=8)
+    for i, ax in enumerate(axes.ravel()[:len(cells)]):
+        if i + cols >= len(cells):  # nothing below it: its own confidence axis
+            ax.tick_params(labelbottom=True)
+            ax.set_xlabel("confidence", fontsize=8)
     for ax in axes[:, 0]:
         ax.set_ylabel("accuracy", fontsize=8)
     fig.tight_layout()
