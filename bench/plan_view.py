@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from bench.config.names import parse_ref
 from bench.plan import Plan
 from bench.plan.cost import TRAIN, stage_cost, stage_images, trial_cost
+from bench.plan.plugins import load_plugins
 from bench.track import FINISHED, RunRecord
 
 
@@ -30,6 +31,7 @@ def describe_plan(plan: Plan, status: Mapping[str, RunRecord] | None, trials: bo
         lines.append("replicated stages: " + ", ".join(
             f"{name} ×{spec.replicates}" for name, spec in suite.stages.items()
             if spec.replicates > 1 and any(s.name == name for s in reps)))
+    lines.extend(f"plugin {p}" for p in load_plugins())
     lines.append("")
     lines.append("datasets:")
     unread = set(plan.unread)

@@ -177,8 +177,7 @@ READERS: dict[str, Reader] = {
     "csv": Reader(read_csv_manifest, needs_labels=True, needs_root=False),
 }
 """format → reader (``synthetic`` is generated, not read). A new format: one file with its
-read function, one line here."""
-FORMATS = ("synthetic", *READERS)
+read function, one line here — or an installed plugin (entry point ``bench.readers``)."""
 
 
 def format_problems(spec: DatasetSpec) -> list[tuple[str, str]]:

@@ -11,6 +11,7 @@ from bench.config.schema import Suite
 from bench.errors import BenchError
 from bench.plan.keys import content_key, data_hash, key_view, method_digest
 from bench.plan.nodes import Cell, InitNode, Plan, StageNode, Trial, replicate_label
+from bench.plan.plugins import protocol_source
 from bench.seeds import path_seed, trial_seeds
 
 
@@ -232,6 +233,9 @@ def build_plan(loaded: LoadedSuite, base_dir: Path | None = None, check_files: b
         tr_ds, tr_part = parse_ref(spec.train)
         te_ds, te_part = parse_ref(spec.test)
         view = key_view(spec)
+        runner_source = protocol_source(spec.kind)
+        if runner_source:  # plugin kinds only: bench's own keep their keys
+            view["protocol_source"] = runner_source
         if spec.lr_search.method == "optuna" and spec.lr_search.per == "trial":
             view["trial_study_seed"] = "lr_search"  # per-trial studies are seeded by the trial
         for path, enc in encoders_of[(init, chain)]:

@@ -19,9 +19,10 @@ from bench.config.errors import Problem, did_you_mean
 from bench.config.loader import LoadedSuite
 from bench.config.loader import load_suite as _load_suite
 from bench.config.schema import Suite
-from bench.data.readers import FORMATS, format_problems
+from bench.data.readers import READERS, format_problems
 from bench.models.archs import ARCHS
-from bench.ssl.methods import METHODS, MethodNotFound, method_params
+from bench.plan.plugins import load_plugins
+from bench.ssl.methods import METHODS, PLUGIN_METHODS, MethodNotFound, method_params
 
 
 class RegistryResolver:
@@ -32,7 +33,8 @@ class RegistryResolver:
         out: list[Problem] = []
         for name, ds in suite.datasets.items():
             for fld, message in format_problems(ds):
-                hint = did_you_mean(ds.format, FORMATS) if fld == "format" else ""
+                hint = did_you_mean(ds.format, ("synthetic", *READERS)) if fld == "format" \
+                    else ""
                 out.append(Problem(("datasets", name, fld if fld == "format" else "format"),
                                    message + hint))
         for name, init in suite.inits.items():
@@ -61,7 +63,7 @@ def _check_method(stage: str, method: str, params: dict) -> list[Problem]:
     try:
         model = method_params(method)
     except MethodNotFound as exc:
-        return [Problem(loc, f"{exc}{did_you_mean(method, METHODS)}")]
+        return [Problem(loc, f"{exc}{did_you_mean(method, [*METHODS, *PLUGIN_METHODS])}")]
     try:
         model.model_validate(params)
     except ValidationError as exc:
@@ -78,5 +80,7 @@ def _check_method(stage: str, method: str, params: dict) -> list[Problem]:
 def load_suite(path: str | Path, overrides: Sequence[str] = (),
                env: Mapping[str, str] | None = None, profile: str | None = None) -> LoadedSuite:
     """Load and validate a suite, its registry names included (see
-    :func:`bench.config.loader.load_suite`)."""
+    :func:`bench.config.loader.load_suite`), after the installed plugins are registered
+    (:mod:`bench.plan.plugins`)."""
+    load_plugins()
     return _load_suite(path, overrides, env, profile, resolver=RESOLVER)

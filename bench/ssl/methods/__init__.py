@@ -5,7 +5,8 @@ trains, the pydantic ``Params`` model validates a suite's ``stages.<name>.params
 ``smoke`` profile its settings, :meth:`MethodParams.smoke`) without torch. A new built-in method is
 one file plus one line here.
 
-A suite names a registered method (``barlow_twins``), an importable class
+A suite names a registered method (``barlow_twins``), a plugin's method (its entry point's
+name, :data:`PLUGIN_METHODS`), an importable class
 (``mypackage.my_method:MyMethod``), or a class in a Python file (``methods/my_method.py:MyMethod``,
 relative to the working directory) that subclasses :class:`bench.ssl.methods.base.Method`.
 """
@@ -41,6 +42,11 @@ METHODS: dict[str, MethodEntry] = {
 }
 
 
+PLUGIN_METHODS: dict[str, str] = {}
+"""Methods of installed plugins (entry point ``bench.methods``): name → ``module:Class``,
+imported when a suite uses one (filled by :func:`bench.plan.plugins.load_plugins`)."""
+
+
 def method_params(name: str) -> type[MethodParams]:
     """The parameter model of a registered method, or of a user class (imported)."""
     entry = METHODS.get(name)
@@ -56,7 +62,7 @@ def resolve_method(name: str) -> type:
     from bench.ssl.methods.base import Method
 
     entry = METHODS.get(name)
-    target = entry.target if entry is not None else name
+    target = entry.target if entry is not None else PLUGIN_METHODS.get(name, name)
     if ":" not in target:
         raise MethodNotFound(f"unknown method {name!r}")
     module_name, _, cls_name = target.rpartition(":")
