@@ -3,7 +3,9 @@
 ``derive_seed(seed, source) = int(sha256(f"bench:{source}:{seed}")[:16 hex], 16) mod 2**63``.
 Sources: ``head`` (classifier init), ``order`` (batch order), ``augment`` (train augmentation
 draws), ``tta`` (test-time augmentation draws), ``lr_search`` (the sampler and validation split
-of a per-trial optuna study; a cell-level search uses ``lr_search.seed``). A suite's ``seeds.vary`` lists the
+of a per-trial optuna study; a cell-level search uses ``lr_search.seed``), ``subset`` (which
+labelled images a protocol with ``label_fraction < 1`` trains on; it acts, and enters a trial's
+key, only there: :func:`acting_sources`). A suite's ``seeds.vary`` lists the
 sources that differ between trials; the others use the suite's base seed, so they are the same in
 every trial (and, with ``vary: [head]``, matched across cells).
 """
@@ -14,8 +16,15 @@ import hashlib
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
-SEED_SOURCES = ("head", "order", "augment", "tta", "lr_search")
+SEED_SOURCES = ("head", "order", "augment", "tta", "lr_search", "subset")
 """Sources of randomness a trial seed is split into (``seeds.vary`` picks which differ)."""
+
+
+def acting_sources(vary: Iterable[str], label_fraction: float) -> list[str]:
+    """The sources of ``vary`` that can act on a protocol's trials, sorted: ``subset`` only
+    when it trains on a fraction of its labelled images (so the keys of every other trial stay
+    what they were before the source existed)."""
+    return sorted(v for v in vary if v != "subset" or label_fraction < 1)
 
 if TYPE_CHECKING:
     import torch

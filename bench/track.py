@@ -74,6 +74,8 @@ class Tag:
     ENCODER_SHA = "bench.encoder_sha256"
     ALLOW_LEAKAGE = "bench.allow_leakage"
     MANIFEST_PREFIX = "bench.manifest."  # + data ref: sha256 of the part's manifest
+    SUBSET_PREFIX = "bench.subset."  # + data ref: sha256 of the labelled subset's manifest
+    SUBSET_IMAGES = "bench.subset_images"  # images in that subset
     SPLIT_PREFIX = "bench.split."        # + dataset: sha256 of its whole split
 
 

@@ -17,6 +17,7 @@ from bench.analysis.calibration import CellReliability, cell_reliability
 from bench.analysis.cases import TrialPredictions, case_predictions
 from bench.analysis.cells import Arm, CellRow, arm, cell_rows
 from bench.analysis.controls import ControlRow, control_rows, controls_line
+from bench.analysis.efficiency import EfficiencyCurve, efficiency_curves
 from bench.analysis.orders import PartialOrder, partial_orders
 from bench.analysis.published import ReplicationRow, replication_rows
 from bench.analysis.verdicts import CaseEvidence, ContrastRow, decide, evaluate
@@ -53,6 +54,8 @@ class Analysis:
     """The suite's controls, judged (see :mod:`bench.analysis.controls`)."""
     reliability: dict[str, CellReliability] = field(default_factory=dict)
     """Cell → its trials' pooled reliability diagram (cells whose predictions were given)."""
+    efficiency: list[EfficiencyCurve] = field(default_factory=list)
+    """Label-efficiency curves of the protocols expanded by ``label_fractions``."""
 
     @property
     def controls_line(self) -> str:
@@ -151,4 +154,5 @@ def analyse(plan: Plan, results: pd.DataFrame, metrics: list[str] | None = None,
                     warnings=warnings, notes=notes,
                     resamples=boot.resamples if cases else 0,
                     controls=control_rows(suite.controls, rows),
-                    reliability=cell_reliability(cases))
+                    reliability=cell_reliability(cases),
+                    efficiency=efficiency_curves(plan, cells, metrics))

@@ -346,8 +346,11 @@ def load_suite(
         except ValidationError as exc:
             problems.extend(_pydantic_problems(exc))
     if suite is not None:
+        from bench.config.fractions import expand_label_fractions
         from bench.config.refs import check_references
 
+        suite, expanded = expand_label_fractions(suite)
+        problems.extend(expanded)
         problems.extend(check_references(suite))
         if not problems:
             problems.extend(resolver.check(suite))

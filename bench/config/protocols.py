@@ -13,7 +13,7 @@ from typing import Annotated, Any, ClassVar, Literal, Union
 
 from pydantic import Field, model_validator
 
-from bench.config.base import KEYED_WHEN_SET, DataRef, Strict, description
+from bench.config.base import COSMETIC, KEYED_WHEN_SET, DataRef, Strict, description
 from bench.config.training import (
     AugmentSpec,
     LRSearchSpec,
@@ -74,6 +74,16 @@ class ProtocolBase(Strict):
     sampling: Literal["shuffle", "balanced"] = Field(
         "shuffle", description="`balanced`: oversample classes to equal expected frequency."
     )
+    label_fraction: float = Field(
+        1.0, gt=0, le=1, description="Train on this share of the labelled training images: a "
+        "class-stratified subset drawn by group (patient, lesion) from the trial's `subset` "
+        "seed, nested across fractions (usually set through `label_fractions`).",
+        json_schema_extra=KEYED_WHEN_SET)
+    label_fractions: list[float] | None = Field(
+        None, description="Expand into one protocol per fraction, named `<name>@<fraction>` "
+        "(e.g. `[0.01, 0.1, 1.0]` → `lp@0.01`, `lp@0.1`, `lp@1`): its own cells, each declared "
+        "contrast of this protocol at every fraction (one family: Holm across fractions), and "
+        "a label-efficiency figure in the report.", json_schema_extra=COSMETIC)
     lr_search: LRSearchSpec = Field(default_factory=LRSearchSpec, description="Peak lr.")
     schedule: ScheduleSpec = Field(default_factory=ScheduleSpec, description="LR schedule.")
     optimizer: OptimizerSpec = Field(default_factory=OptimizerSpec, description="Optimiser.")
@@ -92,6 +102,16 @@ class ProtocolBase(Strict):
     """Whether the encoder trains after the warm-up (fine-tune) or stays frozen (probe)."""
     trains_nothing: ClassVar[bool] = False
     """Whether the kind trains nothing at all (knn): one forward pass of the training part."""
+
+    @model_validator(mode="after")
+    def _fractions(self) -> ProtocolBase:
+        fr = self.label_fractions
+        if fr is not None:
+            if not fr or any(not 0 < f <= 1 for f in fr) or len(set(fr)) != len(fr):
+                raise ValueError("label_fractions must be distinct values in (0, 1]")
+            if self.label_fraction != 1:
+                raise ValueError("give label_fractions or label_fraction, not both")
+        return self
 
     @property
     def n_warmup(self) -> int:

@@ -14,6 +14,7 @@ import io
 import json
 import os
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -21,8 +22,32 @@ import torch
 
 from bench.config.names import parse_ref
 from bench.plan import Plan, Trial
+from bench.procs import write_text_atomic
 from bench.track import FINISHED, DatasetEntry, Tag, Tracker
 from bench.train.evaluate import TrialResult
+
+
+@dataclass(frozen=True)
+class Subset:
+    """The labelled images a trial trains on when its protocol has ``label_fraction`` < 1.
+
+    Attributes:
+        ref: the training part. fraction: the protocol's label_fraction. seed: the trial's
+            ``subset`` seed. rows: (n,) sorted rows of the part. path: its manifest CSV.
+        sha256: of the manifest's text.
+    """
+
+    ref: str
+    fraction: float
+    seed: int
+    rows: np.ndarray
+    path: Path
+    sha256: str
+
+    @property
+    def tags(self) -> dict[str, str]:
+        return {Tag.SUBSET_PREFIX + self.ref: self.sha256,
+                Tag.SUBSET_IMAGES: str(len(self.rows))}
 
 
 class StagedEncoder:
@@ -84,20 +109,54 @@ class Artifacts:
                 Tag.SPLIT_PREFIX + ds_name: self._manifest_tags[f"split:{ds_name}"],
                 **self._common_tags}
 
-    def log_datasets(self, run_id: str, refs: list[tuple[str, str]]) -> None:
+    def log_datasets(self, run_id: str, refs: list[tuple[str, str]],
+                     subset: Subset | None = None) -> None:
         """Log the parts a run reads (``(ref, context)`` pairs) as MLflow datasets: the
-        manifest's sha256 as the digest, the manifest CSV as the source."""
+        manifest's sha256 as the digest, the manifest CSV as the source. With a ``subset``,
+        its part is logged as the subset the run trains on (and the run tagged with it)."""
         entries = []
         for ref, context in refs:
             ds_name, part = parse_ref(ref)
             ds = self.plan.datasets[ds_name]
             rows = ds.part(part)
             self.manifest_tag(ref)  # written once per ref
+            if subset is not None and ref == subset.ref:
+                entries.append(DatasetEntry(
+                    name=f"{ref}@{subset.fraction:g}", digest=subset.sha256, context=context,
+                    source=str(subset.path.resolve()),
+                    profile={"num_images": len(subset.rows), "num_classes": len(ds.classes)}))
+                continue
             entries.append(DatasetEntry(
                 name=ref, digest=self._manifest_tags[ref], context=context,
                 source=str(self._manifest_files[ref].resolve()),
                 profile={"num_images": len(rows), "num_classes": len(ds.classes)}))
         self.tracker.log_datasets(run_id, entries)
+        if subset is not None:
+            self.tracker.set_tags(run_id, subset.tags)
+
+    def subset_manifest(self, trial: Trial) -> Subset:
+        """The labelled subset a trial trains on (``label_fraction`` < 1, drawn from its
+        ``subset`` seed), written as a manifest CSV (id, label, group) under
+        ``manifests/subsets/``."""
+        from bench.data.subsets import label_subset
+
+        spec = trial.cell.spec
+        ds_name, part = parse_ref(spec.train)
+        ds = self.plan.datasets[ds_name]
+        records = ds.part(part)
+        seed = trial.seeds["subset"]
+        rows = label_subset(ds.label_indices(records), records["group"].to_numpy(),
+                            spec.label_fraction, seed)
+        chosen = records.iloc[rows][["id", "label", "group"]]
+        text = chosen.to_csv(index=False)
+        sha = hashlib.sha256(text.encode()).hexdigest()
+        folder = self.output / "manifests" / "subsets"
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / f"{ds_name}_{part}@{spec.label_fraction:g}_{sha[:16]}.csv"
+        if not path.exists():
+            write_text_atomic(path, text)
+        return Subset(ref=spec.train, fraction=spec.label_fraction, seed=seed, rows=rows,
+                      path=path, sha256=sha)
 
     def lineage_tags(self, init: str, encoder_key: str | None) -> dict[str, str]:
         """Weights fingerprint of the root init and sha256 of the encoder a run starts from."""

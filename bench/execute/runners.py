@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 
 from bench.config.names import parse_ref
+from bench.data.loader import ImageSet
 from bench.data.store import ImageStore
 from bench.execute.artifacts import Artifacts
 from bench.execute.claims import ClaimRequest, Claims, Heartbeat
@@ -26,7 +27,7 @@ from bench.plan import Cell, Plan, StageNode, Trial, key_view
 from bench.plan_view import RESOLVED_SUITE
 from bench.progress import Progress
 from bench.protocols import protocol_for
-from bench.seeds import trial_seeds
+from bench.seeds import acting_sources, trial_seeds
 from bench.track import FAILED, FINISHED, KILLED, Tag, Tracker, flatten
 from bench.train.lr_choice import resolve_lr
 
@@ -330,15 +331,21 @@ class UnitRunner:
         protocol = protocol_for(spec.kind)
         classes = self.plan.datasets[parse_ref(spec.train)[0]].classes
         parent = self.cell_run(cell)
-        if not (len(todo) > 1 and protocol.bankable(spec, self.plan.suite.seeds.vary)):
+        vary = acting_sources(self.plan.suite.seeds.vary, spec.label_fraction)
+        redrawn = "subset" in vary  # each trial trains on its own subset: one at a time
+        if not (len(todo) > 1 and not redrawn and protocol.bankable(spec, vary)):
             todo = todo[:1]
         run_ids = self._claim([self._trial_claim(t, parent) for t in todo])
         claimed = [(t, r) for t, r in zip(todo, run_ids, strict=True) if r is not None]
         if not claimed:
             return False
         ids = [r for _, r in claimed]
+        subset = None
+        if spec.label_fraction < 1:  # the same for every trial claimed (redrawn: one trial)
+            subset = self.artifacts.subset_manifest(claimed[0][0])
         for run_id in ids:
-            self.artifacts.log_datasets(run_id, [(spec.train, "training"), (spec.test, "test")])
+            self.artifacts.log_datasets(run_id, [(spec.train, "training"), (spec.test, "test")],
+                                        subset=subset)
 
         finished: set[str] = set()
 
@@ -353,6 +360,8 @@ class UnitRunner:
         with self.recorded(ids, on_fail=failed):
             backbone0, state = self.cell_context(cell)
             train = self.images.get(spec.train, spec.image_size)
+            if subset is not None:
+                train = ImageSet(train.images[subset.rows], train.labels[subset.rows])
             test = self.images.get(spec.test, spec.image_size)
             self.progress.unit(label, total)
             lr = resolve_lr(spec.lr_search, cell_lr)

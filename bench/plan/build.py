@@ -12,7 +12,7 @@ from bench.errors import BenchError
 from bench.plan.keys import content_key, data_hash, key_view, method_digest
 from bench.plan.nodes import Cell, InitNode, Plan, StageNode, Trial, replicate_label
 from bench.plan.plugins import protocol_source
-from bench.seeds import path_seed, trial_seeds
+from bench.seeds import acting_sources, path_seed, trial_seeds
 
 
 def _placeholder(name: str, spec: Any) -> Any:
@@ -252,8 +252,8 @@ def build_plan(loaded: LoadedSuite, base_dir: Path | None = None, check_files: b
     plan = Plan(loaded=loaded, datasets=datasets, inits=inits, stages=list(stages.values()),
                 cells=cells, missing=missing, unread=unread)
     sd = suite.seeds
-    vary = sorted(sd.vary)
     for cell in cells:
+        vary = acting_sources(sd.vary, cell.spec.label_fraction)
         for i in range(sd.count):
             seed = sd.base + i
             key = content_key("trial", cell.key, seed, vary, sd.base)

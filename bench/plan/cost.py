@@ -46,7 +46,8 @@ def trial_cost(plan: Plan, cell: Cell) -> float:
     (whole encoder when the kind trains it, else the head on frozen features; features cached,
     or a kind that trains nothing (knn): one pass), the test passes (× TTA passes)."""
     spec = cell.spec
-    n_train, n_test = part_size(plan, spec.train), part_size(plan, spec.test)
+    n_train = part_size(plan, spec.train) * spec.label_fraction  # ≈ the labelled subset
+    n_test = part_size(plan, spec.test)
     tta = spec.tta.passes if spec.tta.mode == "augment" else 1
     if spec.cache_features or spec.trains_nothing:
         train = n_train * FORWARD

@@ -209,6 +209,38 @@ def reliability_plot(data: ReportData) -> str:
     return _svg(fig)
 
 
+def efficiency_plot(data: ReportData, curve) -> str:
+    """Metric against labelled training images (log x): each encoder's mean with its 95 % CI
+    band (over replicate means when pre-training was replicated, else over trials)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    plt.rcParams["svg.fonttype"] = "none"
+    fig, ax = plt.subplots(figsize=(6.5, 3.6))
+    for encoder, points in curve.encoders.items():
+        x = np.array([p.images for p in points], float)
+        mean = np.array([p.summary.mean for p in points])
+        low = np.array([p.summary.ci_low for p in points])
+        high = np.array([p.summary.ci_high for p in points])
+        (line,) = ax.plot(x, mean, marker="o", markersize=4,
+                          label=plain_text(data.suite.report.label(encoder)))
+        ax.fill_between(x, low, high, color=line.get_color(), alpha=0.18, linewidth=0)
+    ax.set_xscale("log")
+    first = next(iter(curve.encoders.values()))
+    ax.set_xticks([p.images for p in first], [f"{p.images}\n({p.fraction:g})" for p in first],
+                  fontsize=8)
+    ax.minorticks_off()
+    ax.set_xlabel("labelled training images (fraction)", fontsize=9)
+    ax.set_ylabel(plain_text(data.suite.report.label(curve.metric)), fontsize=9)
+    ax.tick_params(axis="y", labelsize=8)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, frameon=False)
+    return _svg(fig)
+
+
 def all_figures(data: ReportData, results: pd.DataFrame) -> dict[str, str]:
     """Every figure of the HTML report, by name."""
     figs = {}
@@ -221,4 +253,6 @@ def all_figures(data: ReportData, results: pd.DataFrame) -> dict[str, str]:
             figs[f"hasse_{o.metric}_{o.protocol}"] = hasse_svg(o)
     if data.reliability:
         figs["reliability"] = reliability_plot(data)
+    for curve in data.efficiency:
+        figs[f"efficiency_{curve.protocol}_{curve.metric}"] = efficiency_plot(data, curve)
     return figs
