@@ -40,6 +40,9 @@ EXAMPLES = {
   bench report --format latex
   bench report suites/demo.yaml --format html --format csv --report-dir reports/demo
   bench report suites/demo.yaml --metric accuracy --alpha 0.01""",
+    "compare": """examples:
+  bench compare suites/isic2019star.yaml suites/oral_histopathology.yaml --format html
+  bench compare a.yaml b.yaml --metric accuracy --report-dir reports/a-vs-b""",
     "init": """examples:
   bench init data/my_lesions                  # data/my_lesions/<class>/*.jpg → suites/my_lesions.yaml
   bench init data/dermnet --suite suites/dermnet.yaml   # train/ and test/ kept as given""",
@@ -158,6 +161,20 @@ def build_parser() -> argparse.ArgumentParser:
                        choices=list(METRICS),
                        help="metric to report (repeatable; default: the suite's)")
     p_rep.add_argument("--alpha", type=float, default=None, help="significance level")
+
+    p_cmp = _sub(sub, "compare", "one verdict across datasets: the cells several suites "
+                 "share, by mean rank, IQM and probability of improvement")
+    p_cmp.add_argument("suites", type=Path, nargs="+", metavar="SUITE",
+                       help="two or more suite YAML files (each from its own output folder)")
+    p_cmp.add_argument("--format", dest="formats", action="append",
+                       choices=["markdown", "html", "latex", "csv"],
+                       help="output format (repeatable; default markdown)")
+    p_cmp.add_argument("--report-dir", dest="report_dir", type=Path, default=None,
+                       metavar="DIR", help="folder for the comparison (default "
+                       "reports/compare-<suite>-<suite>…)")
+    p_cmp.add_argument("--metric", dest="metrics", action="append", default=None,
+                       choices=list(METRICS),
+                       help="metric to compare (repeatable; default: the first suite's)")
 
     p_init = _sub(sub, "init", "write a commented starter suite for an image folder")
     p_init.add_argument("folder", type=Path, help="one sub-folder per class (or train/ and "

@@ -62,3 +62,30 @@ def cmd_report(args: argparse.Namespace) -> int:
         for path in paths:
             print(f"wrote {path}")
     return EXIT_OK
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    """``bench compare SUITE SUITE …``: the cells the suites share, across their datasets."""
+    from bench.analysis.across import Task, compare
+    from bench.plan import build_plan, load_suite
+    from bench.report.compare import write_comparison
+    from bench.report.tables import build_report
+    from bench.results import load_results
+    from bench.track import Tracker, default_tracking_uri
+
+    tasks, metrics = [], args.metrics
+    for path in args.suites:
+        loaded = load_suite(path)
+        output = loaded.output
+        uri = loaded.suite.tracking_uri or default_tracking_uri(output)
+        require_store(loaded, output, uri)
+        plan = build_plan(loaded)
+        results = load_results(plan, Tracker(uri, loaded.suite.name, output / "artifacts"))
+        metrics = metrics or loaded.suite.report.metrics  # default: the first suite's
+        tasks.append(Task(loaded.suite.name, plan, results,
+                          build_report(plan, results, metrics)))
+    comp = compare(tasks, metrics)
+    out = args.report_dir or Path("reports") / ("compare-" + "-".join(t.name for t in tasks))
+    for path in write_comparison(comp, args.formats or ["markdown"], out):
+        print(f"wrote {path}")
+    return EXIT_OK
