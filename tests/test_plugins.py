@@ -75,7 +75,7 @@ FILES = {
         READER = Reader(read_flat)
         ''',
     "protocol.py": '''
-        """Nearest class centroid (torch-free model; the runner is imported when it runs)."""
+        """Nearest class mean (torch-free model; the runner is imported when it runs)."""
         from typing import ClassVar, Literal
 
         from pydantic import Field
@@ -101,13 +101,13 @@ FILES = {
             def run(self, backbone, spec, train, test, classes, seeds, device, max_lr,
                     on_epoch=None):
                 backbone.eval()
-                with torch.no_grad():
-                    norm = torch.nn.functional.normalize
-                    f_train = norm(backbone(train.images.float() / 255), dim=1)
-                    f_test = norm(backbone(test.images.float() / 255), dim=1)
-                centroids = torch.stack([f_train[train.labels == c].mean(0)
-                                         for c in range(len(classes))])
-                probs = torch.softmax(f_test @ centroids.T / spec.temperature, 1).numpy()
+                with torch.no_grad():  # squared distances to the class means
+                    f_train, f_test = (backbone(d.images.float() / 255) for d in (train, test))
+                sums = torch.zeros(len(classes), f_train.shape[1]).index_add_(
+                    0, train.labels, f_train)
+                means = sums / torch.bincount(train.labels, minlength=len(classes))[:, None]
+                dist = torch.cdist(f_test, means) ** 2
+                probs = torch.softmax(-dist / spec.temperature, 1).numpy()
                 labels = test.labels.numpy()
                 return [TrialResult(metrics=compute_metrics(probs, labels, classes),
                                     probs=probs.astype(np.float32), labels=labels, max_lr=0.0)
