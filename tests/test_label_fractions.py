@@ -86,6 +86,14 @@ def test_a_contrast_across_different_fractions_is_refused(tiny_suite: Path, caps
     assert "different label_fractions" in capsys.readouterr().err
 
 
+def test_an_lr_search_that_would_see_every_label_is_refused(tiny_suite: Path, capsys) -> None:
+    sets = ["--set", FRACTIONS, "--set", "protocols.lp.lr_search={method: lr_finder}"]
+    assert main(["plan", str(tiny_suite), *sets]) == 2
+    assert "an lr search sees every labelled image" in capsys.readouterr().err
+    assert main(["plan", str(tiny_suite), "--set", "protocols.lp.lr_search={method: lr_finder}",
+                 "--set", "protocols.lp.label_fractions=[1.0]"]) == 0
+
+
 def test_a_fraction_run_records_its_subsets_and_reports_the_curve(tiny_suite: Path) -> None:
     sets = ["--set", FRACTIONS, "--set", CONTRAST, "--set", "grid.protocols=[lp]",
             "--set", "seeds.count=3"]

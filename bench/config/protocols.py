@@ -111,6 +111,11 @@ class ProtocolBase(Strict):
                 raise ValueError("label_fractions must be distinct values in (0, 1]")
             if self.label_fraction != 1:
                 raise ValueError("give label_fractions or label_fraction, not both")
+        fractions = fr or [self.label_fraction]
+        if min(fractions) < 1 and self.lr_search.method != "fixed":
+            raise ValueError("an lr search sees every labelled image of the training part, "
+                             "not the subset of a label fraction below 1: use lr_search: "
+                             "{method: fixed, lr: …} with label fractions")
         return self
 
     @property
