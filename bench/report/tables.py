@@ -21,6 +21,7 @@ from bench.analysis import (
 from bench.config.names import parse_ref
 from bench.config.schema import Suite
 from bench.plan import Plan
+from bench.seeds import acting_sources
 from bench.track import FINISHED, metric_name
 
 __all__ = ["CellRow", "ContrastRow", "PartialOrder", "ReplicationRow", "ReportData",
@@ -111,10 +112,13 @@ def methods_paragraph(data: ReportData) -> str:
     section: which sources of variance each verdict covers, the tests, corrections, margins."""
     ns = sorted({c.n for c in data.cells})
     n_text = f"n = {ns[0]}" if len(ns) == 1 else f"n = {ns[0]}–{ns[-1]}"
+    acting = set(acting_sources(data.suite.seeds.vary,
+                                min(p.label_fraction for p in data.suite.protocols.values())))
+    varied = [v for v in data.suite.seeds.vary if v in acting]  # in the suite's order
     parts = [
         f"Each cell was evaluated over {data.suite.seeds.count} seeds per pre-trained encoder "
         f"({n_text} finished trials per cell; seeds varied: "
-        f"{', '.join(data.suite.seeds.vary) or 'none'}). We report the mean ± sample standard "
+        f"{', '.join(varied) or 'none'}). We report the mean ± sample standard "
         "deviation and a 95 % t-interval of the mean over the finite values (failed trials and "
         "non-finite values are counted, never silently dropped).",
     ]
