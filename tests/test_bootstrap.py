@@ -5,7 +5,14 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from sklearn.metrics import accuracy_score, balanced_accuracy_score, f1_score, roc_auc_score
+from sklearn.metrics import (
+    accuracy_score,
+    balanced_accuracy_score,
+    brier_score_loss,
+    f1_score,
+    log_loss,
+    roc_auc_score,
+)
 
 from bench.stats.bootstrap import (
     CasePredictions,
@@ -13,7 +20,11 @@ from bench.stats.bootstrap import (
     paired_bootstrap,
     resample_counts,
 )
+from bench.stats.calibration import expected_calibration_error
 from bench.train.metrics import compute_metrics
+
+ALL = ["accuracy", "balanced_accuracy", "f1_weighted", "f1_macro", "auroc_macro", "ece", "brier",
+       "nll"]
 
 
 def _cells(rng: np.random.Generator, n: int = 120, g: int = 50, s: int = 3, c: int = 4
@@ -39,12 +50,19 @@ def _sklearn(metric: str, y: np.ndarray, pred: np.ndarray, probs: np.ndarray, w:
     if metric == "f1_macro":
         return f1_score(y, pred, average="macro", sample_weight=w, zero_division=0,
                         labels=list(range(c)))
+    if metric == "brier":
+        return brier_score_loss(y, probs, sample_weight=w, labels=list(range(c)),
+                                scale_by_half=False)
+    if metric == "nll":
+        return log_loss(y, probs, sample_weight=w, labels=list(range(c)))
+    if metric == "ece":  # integer weights: each case repeated as often as it was drawn
+        rows = np.repeat(np.arange(len(y)), w.astype(int))
+        return expected_calibration_error(probs[rows], y[rows])
     present = [k for k in range(c) if w[y == k].sum() > 0]
     return float(np.mean([roc_auc_score(y == k, probs[:, k], sample_weight=w) for k in present]))
 
 
-@pytest.mark.parametrize("metric", ["accuracy", "balanced_accuracy", "f1_weighted", "f1_macro",
-                                    "auroc_macro"])
+@pytest.mark.parametrize("metric", ALL)
 def test_resampled_metrics_equal_sklearn_with_sample_weights(metric: str) -> None:
     rng = np.random.default_rng(0)
     cp = _cells(rng)
@@ -62,7 +80,7 @@ def test_unit_weights_give_the_trials_own_metrics() -> None:
     cp = _cells(np.random.default_rng(2))
     ones = np.ones((1, cp.n_groups))
     names = [f"c{k}" for k in range(cp.n_classes)]
-    for metric in ("accuracy", "balanced_accuracy", "f1_weighted", "f1_macro", "auroc_macro"):
+    for metric in ALL:
         per_trial = [compute_metrics(cp.probs[s], cp.labels, names)[metric]
                      for s in range(cp.pred.shape[0])]
         assert case_metric(metric, cp, ones)[0] == pytest.approx(np.mean(per_trial), abs=1e-12)

@@ -12,8 +12,10 @@ p-value of Δ ≤ 0 (one-sided) is (1 + #{Δ*_b ≤ 0}) / (B + 1), two-sided twi
 Weighted metrics follow sklearn's definitions with ``sample_weight`` (checked in the tests):
 accuracy, balanced accuracy (mean recall over the classes present), F1 weighted by support,
 macro F1 over every class (zero_division = 0), macro one-vs-rest ROC-AUC over the classes
-present. Confusion-based metrics are computed from per-group sufficient statistics, so a
-resample costs one matrix product; AUROC needs the cases themselves (O(B·N) per seed and class).
+present; ece, brier and nll as case-weighted calibration bins and mean losses
+(:mod:`bench.stats.calibration`). Confusion-based metrics are computed from per-group
+sufficient statistics, so a resample costs one matrix product; AUROC and the calibration
+metrics need the cases themselves (O(B·N) per seed).
 """
 
 from __future__ import annotations
@@ -23,7 +25,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-BOOTSTRAP_METRICS = ("accuracy", "balanced_accuracy", "f1_weighted", "f1_macro", "auroc_macro")
+from bench.stats.calibration import ECE_BINS, bin_index, brier_per_case, nll_per_case
+
+BOOTSTRAP_METRICS = ("accuracy", "balanced_accuracy", "f1_weighted", "f1_macro", "auroc_macro",
+                     "ece", "brier", "nll")
+_FROM_PROBS = ("auroc_macro", "ece", "brier", "nll")
+"""Metrics computed from the probabilities (the others from the confusion counts)."""
 _CHUNK = 256
 """Resamples processed at once (bounds memory on test sets of tens of thousands of cases)."""
 
@@ -37,7 +44,7 @@ class CasePredictions:
         groups: (N,) int group code of each case in [0, G) (patient / lesion; the case itself
             when the data has no groups).
         pred: (S, N) int predicted class, one row per trial seed.
-        probs: (S, N, C) predicted probabilities (needed for AUROC only), or None.
+        probs: (S, N, C) predicted probabilities (needed for AUROC, ece, brier, nll), or None.
         n_classes: C.
     """
 
@@ -129,15 +136,37 @@ def _auroc(cp: CasePredictions, counts: np.ndarray) -> np.ndarray:
         return np.where(out_n >= 2, out_sum / out_n, np.nan)
 
 
+def _calibration(metric: str, cp: CasePredictions, counts: np.ndarray) -> np.ndarray:
+    """(B, S) ece, brier or nll with case weights counts[:, group]."""
+    if cp.probs is None:
+        raise ValueError(f"{metric} needs the predicted probabilities")
+    w = counts[:, cp.groups].astype(float)  # (B, N)
+    out = np.empty((counts.shape[0], cp.pred.shape[0]))
+    for s in range(cp.pred.shape[0]):
+        probs = cp.probs[s].astype(np.float64)
+        if metric == "ece":
+            conf = probs.max(1)
+            onehot = np.eye(ECE_BINS)[bin_index(conf)]  # (N, M)
+            correct = (probs.argmax(1) == cp.labels).astype(float)
+            n, c, h = w @ onehot, w @ (onehot * conf[:, None]), w @ (onehot * correct[:, None])
+            out[:, s] = np.abs(h - c).sum(1) / n.sum(1)
+        else:
+            loss = (brier_per_case if metric == "brier" else nll_per_case)(probs, cp.labels)
+            out[:, s] = (w @ loss) / w.sum(1)
+    return out
+
+
 def case_metric(metric: str, cp: CasePredictions, counts: np.ndarray) -> np.ndarray:
     """(B,) the cell's metric under each row of group weights ``counts`` (B, G), averaged over
     its seeds. ``counts`` of ones gives the plain test-set value."""
     out = np.empty(counts.shape[0])
-    true, tp, pc = (None, None, None) if metric == "auroc_macro" else _sufficient(cp)
+    true, tp, pc = (None, None, None) if metric in _FROM_PROBS else _sufficient(cp)
     s, c = cp.pred.shape[0], cp.n_classes
     for lo in range(0, counts.shape[0], _CHUNK):
         w = counts[lo:lo + _CHUNK].astype(float)
-        if metric == "auroc_macro":
+        if metric in ("ece", "brier", "nll"):
+            per_seed = _calibration(metric, cp, w)
+        elif metric == "auroc_macro":
             per_seed = _auroc(cp, w)
         else:
             per_seed = _confusion_metric(metric, w @ true, (w @ tp).reshape(-1, s, c),
