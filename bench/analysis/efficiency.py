@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 from bench.analysis.cells import CellRow
 from bench.config.names import parse_ref
-from bench.data.subsets import label_subset
+from bench.data.subsets import part_subset
 from bench.plan import Plan
 from bench.stats import Summary
 
@@ -68,10 +68,8 @@ def efficiency_curves(plan: Plan, cells: list[CellRow], metrics: list[str]
                 key = (spec.train, spec.label_fraction)
                 if key not in sizes:
                     ds_name, part = parse_ref(spec.train)
-                    ds = plan.datasets[ds_name]
-                    rows = ds.part(part)
-                    sizes[key] = len(label_subset(ds.label_indices(rows), rows["group"].to_numpy(),
-                                                  spec.label_fraction, seed))
+                    sizes[key] = len(part_subset(plan.datasets[ds_name], part,
+                                                 spec.label_fraction, seed))
                 summary = c.unit_metrics.get(m) or c.metrics.get(m)
                 if summary is None:
                     continue

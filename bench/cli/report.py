@@ -66,10 +66,10 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def cmd_compare(args: argparse.Namespace) -> int:
     """``bench compare SUITE SUITE …``: the cells the suites share, across their datasets."""
+    from bench.analysis import analyse
     from bench.analysis.across import Task, compare
     from bench.plan import build_plan, load_suite
     from bench.report.compare import write_comparison
-    from bench.report.tables import build_report
     from bench.results import load_results
     from bench.track import Tracker, default_tracking_uri
 
@@ -82,8 +82,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
         plan = build_plan(loaded)
         results = load_results(plan, Tracker(uri, loaded.suite.name, output / "artifacts"))
         metrics = metrics or loaded.suite.report.metrics  # default: the first suite's
-        tasks.append(Task(loaded.suite.name, plan, results,
-                          build_report(plan, results, metrics)))
+        tasks.append(Task(loaded.suite.name, plan, results, analyse(plan, results, metrics)))
     comp = compare(tasks, metrics)
     out = args.report_dir or Path("reports") / ("compare-" + "-".join(t.name for t in tasks))
     for path in write_comparison(comp, args.formats or ["markdown"], out):

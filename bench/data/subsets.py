@@ -34,3 +34,9 @@ def label_subset(labels: np.ndarray, groups: np.ndarray, fraction: float,
         taken = np.searchsorted(np.cumsum(sizes[order]), need) + 1
         keep[order[:taken]] = True
     return np.flatnonzero(keep[codes])
+
+
+def part_subset(ds, part: str, fraction: float, seed: int) -> np.ndarray:
+    """:func:`label_subset` of a dataset's part (its records' labels and groups)."""
+    records = ds.part(part)
+    return label_subset(ds.label_indices(records), records["group"].to_numpy(), fraction, seed)

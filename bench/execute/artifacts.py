@@ -138,16 +138,14 @@ class Artifacts:
         """The labelled subset a trial trains on (``label_fraction`` < 1, drawn from its
         ``subset`` seed), written as a manifest CSV (id, label, group) under
         ``manifests/subsets/``."""
-        from bench.data.subsets import label_subset
+        from bench.data.subsets import part_subset
 
         spec = trial.cell.spec
         ds_name, part = parse_ref(spec.train)
         ds = self.plan.datasets[ds_name]
-        records = ds.part(part)
         seed = trial.seeds["subset"]
-        rows = label_subset(ds.label_indices(records), records["group"].to_numpy(),
-                            spec.label_fraction, seed)
-        chosen = records.iloc[rows][["id", "label", "group"]]
+        rows = part_subset(ds, part, spec.label_fraction, seed)
+        chosen = ds.part(part).iloc[rows][["id", "label", "group"]]
         text = chosen.to_csv(index=False)
         sha = hashlib.sha256(text.encode()).hexdigest()
         folder = self.output / "manifests" / "subsets"

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from bench.config.protocols import ProtocolBase
-from bench.data.loader import ImageSet, batches
+from bench.data.loader import ImageSet
 from bench.models.heads import Normalize
 from bench.models.registry import set_trainable
 from bench.protocols.base import Protocol
@@ -28,6 +28,7 @@ from bench.seeds import generator
 from bench.train.evaluate import EpochHook, TrialResult, augment_for
 from bench.train.loop import autocast, prepare, state_digest
 from bench.train.metrics import compute_metrics
+from bench.train.probe_bank import encode_all
 
 _TEST_CHUNK = 1024
 """Test images whose similarities to the whole bank are held at once."""
@@ -76,13 +77,11 @@ class Knn(Protocol):
         aug = augment_for(spec) if spec.bank_augment else None
 
         def features(data: ImageSet, gen: torch.Generator | None = None) -> Tensor:
-            out = []
-            for x, _ in batches(data, bs, device, None, drop_last=False):
-                if gen is not None:
-                    x = aug(x, gen)
-                with torch.no_grad(), autocast(device, spec.precision):
-                    out.append(backbone(norm(x)).float())
-            return torch.cat(out)
+            def encode(x: Tensor) -> Tensor:
+                with autocast(device, spec.precision):
+                    return backbone(norm(x if gen is None else aug(x, gen)))
+
+            return encode_all(encode, data, device, bs)
 
         queries = features(test)
         labels = test.labels.numpy()

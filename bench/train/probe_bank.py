@@ -34,7 +34,8 @@ def bank_eligible(protocol: ProtocolBase, vary: list[str]) -> bool:
 
 
 @torch.no_grad()
-def _features(encoder, data: ImageSet, device: torch.device, bs: int) -> Tensor:
+def encode_all(encoder, data: ImageSet, device: torch.device, bs: int) -> Tensor:
+    """(N, D) float features of every image of ``data``, in order, ``bs`` at a time."""
     out = [encoder(x).float() for x, _ in batches(data, bs, device, None, drop_last=False)]
     return torch.cat(out)
 
@@ -76,7 +77,7 @@ def run_probe_bank(
             return backbone(norm(x)).float()
 
     if protocol.cache_features:
-        feats = _features(lambda x: encode(x), train, device, max(bs, 256))
+        feats = encode_all(encode, train, device, max(bs, 256))
         feat_set = ImageSet(feats, train.labels.to(device), train.items)
     weights = balanced_weights(train) if protocol.sampling == "balanced" else None
 
