@@ -23,8 +23,11 @@ demo: setup
 	BENCH_THREADS=1 $(BIN)/bench run suites/demo.yaml --workers 2
 	$(BIN)/bench report suites/demo.yaml --format markdown --format html --report-dir reports/demo
 
+# test processes: one per core, at most 4 (each runs torch with 1 thread; tests/conftest.py)
+JOBS ?= $(shell n=$$(nproc 2>/dev/null || echo 2); [ $$n -gt 4 ] && n=4; echo $$n)
+
 test: setup
-	$(BIN)/python -m pytest -q -p no:cacheprovider; rc=$$?; if [ $$rc -eq 5 ]; then echo "no tests collected"; exit 0; fi; exit $$rc
+	$(BIN)/python -m pytest -q -p no:cacheprovider -n $(JOBS) --dist worksteal; rc=$$?; if [ $$rc -eq 5 ]; then echo "no tests collected"; exit 0; fi; exit $$rc
 
 lint: setup
 	$(BIN)/ruff check .

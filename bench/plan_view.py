@@ -68,6 +68,7 @@ def describe_plan(plan: Plan, status: Mapping[str, RunRecord] | None, trials: bo
     lines.append("")
     lines.append(f"finished: {done_total}/{len(plan.trials)} trials, "
                  f"{len(plan.stages) - len(pending_stages)}/{len(plan.stages)} stages")
+    lines += sequential_lines(plan, status)
     pend_stage_cost = sum(stage_cost(plan, s) for s in pending_stages)
     if plan.missing:
         lines.append("")
@@ -149,3 +150,25 @@ def _block(value):
             seq.fa.set_flow_style()
         return seq
     return value
+
+
+def sequential_lines(plan: Plan, status: Mapping[str, RunRecord]) -> list[str]:
+    """With sequential seeds: the looks, how many are complete, which cells stopped and how
+    many trials will therefore not run ([] for a fixed number of seeds)."""
+    seq = plan.suite.seeds.sequential
+    if seq is None:
+        return []
+    from bench.execute.sequential import SequentialGate
+
+    gate = SequentialGate.of(plan)
+    assert gate is not None
+    state = gate.state(dict(status))
+    stopped = [n for n, k in state.stop.items() if k is not None and k < len(seq.looks) - 1]
+    never = len(gate.stopped(dict(status), plan.trials))
+    out = [f"sequential seeds: looks after {'/'.join(map(str, seq.looks))} seeds per encoder "
+           f"({gate.design.spending_name} spending), {state.complete} of {len(seq.looks)} "
+           "complete"]
+    if stopped:
+        out.append(f"  stopped early: {', '.join(f'{n} (look {state.stop[n] + 1})' for n in stopped)}"
+                   f"; {never} trial(s) will not run")
+    return out

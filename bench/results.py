@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +13,7 @@ import pandas as pd
 from bench.analysis.cases import TrialPredictions
 from bench.config.names import parse_ref
 from bench.plan import Plan
-from bench.track import FINISHED, Tag, Tracker
+from bench.track import FINISHED, RunRecord, Tag, Tracker
 
 BASE_COLUMNS = ["cell", "init", "chain", "protocol", "replicate", "unit", "seed", "status",
                 "failure", "trial_key", "run_id"]
@@ -34,7 +34,12 @@ def load_results(plan: Plan, tracker: Tracker) -> pd.DataFrame:
     A trial with a FINISHED run is reported by that run; otherwise by its latest run (FAILED,
     KILLED or still RUNNING). Trials never started are absent (see :func:`pending_count`).
     """
-    runs = tracker.status_by_key("trial")
+    return results_of(plan, tracker.status_by_key("trial"))
+
+
+def results_of(plan: Plan, runs: Mapping[str, RunRecord]) -> pd.DataFrame:
+    """:func:`load_results` from the best run of each key (as the executor's snapshot holds
+    them)."""
     rows = []
     for t in plan.trials:
         r = runs.get(t.key)

@@ -8,6 +8,7 @@ returns. See :mod:`bench.analysis.verdicts` for what a verdict means.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -20,6 +21,15 @@ from bench.analysis.controls import ControlRow, control_rows, controls_line
 from bench.analysis.efficiency import EfficiencyCurve, efficiency_curves
 from bench.analysis.orders import PartialOrder, partial_orders
 from bench.analysis.published import ReplicationRow, replication_rows
+from bench.analysis.sequential import (
+    State,
+    design_of,
+    planned_seeds,
+    run_looks,
+    sequential_warnings,
+    settle,
+    used_results,
+)
 from bench.analysis.verdicts import CaseEvidence, ContrastRow, decide, evaluate
 from bench.contrasts import expand_contrasts
 from bench.plan import Plan
@@ -56,6 +66,8 @@ class Analysis:
     """Cell → its trials' pooled reliability diagram (cells whose predictions were given)."""
     efficiency: list[EfficiencyCurve] = field(default_factory=list)
     """Label-efficiency curves of the protocols expanded by ``label_fractions``."""
+    sequential: State | None = None
+    """Sequential seeds: the design, its complete looks and where each cell stopped."""
 
     @property
     def controls_line(self) -> str:
@@ -107,27 +119,11 @@ class _CaseCache:
                                                  n_groups=cp.n_groups, n_cases=len(cp.labels)))
 
 
-def analyse(plan: Plan, results: pd.DataFrame, metrics: list[str] | None = None,
-            alpha: float | None = None,
-            predictions: dict[str, TrialPredictions] | None = None) -> Analysis:
-    """Per-cell summaries, every contrast's evidence and verdict, the partial orders and the
-    replication table. ``predictions`` (trial key → its test predictions) enable the
-    case-level evidence."""
+def contrast_rows(plan: Plan, metrics: list[str], arm_of: Callable[[str, str], Arm],
+                  cache: _CaseCache | None = None) -> list[ContrastRow]:
+    """Every declared contrast on each of its metrics, in declaration order: the statistics
+    that do not depend on the rest of its family (``decide`` adds those that do)."""
     suite = plan.suite
-    metrics = metrics or suite.report.metrics
-    alpha = suite.report.alpha if alpha is None else alpha
-    arms: dict[tuple[str, str], Arm] = {}
-
-    def arm_of(cell: str, metric: str) -> Arm:
-        if (cell, metric) not in arms:
-            arms[(cell, metric)] = arm(plan, results, cell, metric)
-        return arms[(cell, metric)]
-
-    cells, warnings = cell_rows(plan, results, metrics, arm_of)
-    boot = suite.report.bootstrap
-    cases, test_of, notes = case_predictions(plan, predictions or {})
-    cache = _CaseCache(cases, test_of, boot.resamples, boot.seed)
-
     rows: list[ContrastRow] = []
     for c in expand_contrasts(suite.contrasts, plan.cell_names()):
         for m in [c.metric] if c.metric else metrics:
@@ -137,10 +133,59 @@ def analyse(plan: Plan, results: pd.DataFrame, metrics: list[str] | None = None,
             row = evaluate(c.a, c.b, m, arm_of(c.a, m), arm_of(c.b, m), c.alternative, margin,
                            single_runs(plan, c.a, c.b), c.family, c.label, c.paired)
             row.margin_source = source if margin is not None else ""
-            if cache.usable(c.a, c.b, m):
+            if cache is not None and cache.usable(c.a, c.b, m):
                 row.case = cache.evidence(c.a, c.b, m, c.alternative, margin)
             rows.append(row)
-    decide(rows, alpha)
+    return rows
+
+
+def _arms(plan: Plan, results: pd.DataFrame) -> Callable[[str, str], Arm]:
+    """``arm_of(cell, metric)`` over ``results``, each arm computed once."""
+    arms: dict[tuple[str, str], Arm] = {}
+
+    def arm_of(cell: str, metric: str) -> Arm:
+        if (cell, metric) not in arms:
+            arms[(cell, metric)] = arm(plan, results, cell, metric)
+        return arms[(cell, metric)]
+
+    return arm_of
+
+
+def analyse(plan: Plan, results: pd.DataFrame, metrics: list[str] | None = None,
+            alpha: float | None = None,
+            predictions: dict[str, TrialPredictions] | None = None) -> Analysis:
+    """Per-cell summaries, every contrast's evidence and verdict, the partial orders and the
+    replication table. ``predictions`` (trial key → its test predictions) enable the
+    case-level evidence. With sequential seeds the contrasts are those of the looks
+    (:mod:`bench.analysis.sequential`) and everything else uses the trials the design used."""
+    suite = plan.suite
+    metrics = metrics or suite.report.metrics
+    alpha = suite.report.alpha if alpha is None else alpha
+    design = design_of(plan, alpha)
+    state = None
+    if design is not None:
+        state = run_looks(plan, results, design,
+                          lambda res: contrast_rows(plan, metrics, _arms(plan, res)))
+        results = used_results(plan, results, state)
+        used = set(results["trial_key"]) if len(results) else set()
+        predictions = {k: v for k, v in (predictions or {}).items() if k in used}
+    arm_of = _arms(plan, results)
+    cells, warnings = cell_rows(plan, results, metrics, arm_of,
+                                planned_seeds(state) if state else None)
+    boot = suite.report.bootstrap
+    cases, test_of, notes = case_predictions(plan, predictions or {})
+    cache = _CaseCache(cases, test_of, boot.resamples, boot.seed)
+    if state is None:
+        rows = contrast_rows(plan, metrics, arm_of, cache)
+        decide(rows, alpha)
+    else:
+        rows = state.rows
+        for row in rows:
+            if cache.usable(row.a, row.b, row.metric):
+                row.case = cache.evidence(row.a, row.b, row.metric, row.alternative, row.margin)
+        decide(rows, alpha)
+        settle(state)
+        warnings += sequential_warnings(state)
     protocols = list(dict.fromkeys(c.protocol for c in cells))
     nodes_of = {p: [c.cell for c in cells if c.protocol == p] for p in protocols}
     summaries = {c.cell: dict(c.metrics) for c in cells}
@@ -155,4 +200,4 @@ def analyse(plan: Plan, results: pd.DataFrame, metrics: list[str] | None = None,
                     resamples=boot.resamples if cases else 0,
                     controls=control_rows(suite.controls, rows),
                     reliability=cell_reliability(cases),
-                    efficiency=efficiency_curves(plan, cells, metrics))
+                    efficiency=efficiency_curves(plan, cells, metrics), sequential=state)

@@ -106,11 +106,13 @@ def arm(plan: Plan, results: pd.DataFrame, name: str, metric: str) -> Arm:
 
 
 def cell_rows(plan: Plan, results: pd.DataFrame, metrics: list[str],
-              arm_of: Callable[[str, str], Arm] | None = None
-              ) -> tuple[list[CellRow], list[str]]:
+              arm_of: Callable[[str, str], Arm] | None = None,
+              seeds: dict[str, int] | None = None) -> tuple[list[CellRow], list[str]]:
     """A row per cell name, and the warnings a reader must see first (incomplete cells,
     non-finite metric values). ``arm_of(cell, metric)`` gives a cell's values (default
-    :func:`arm`; pass a cached one to share them with the contrasts)."""
+    :func:`arm`; pass a cached one to share them with the contrasts); ``seeds``: seeds per
+    encoder each cell is planned to get (default ``seeds.count``; sequential seeds stop
+    earlier)."""
     arm_of = arm_of or (lambda cell, metric: arm(plan, results, cell, metric))
     warnings: list[str] = []
     rows: list[CellRow] = []
@@ -118,7 +120,7 @@ def cell_rows(plan: Plan, results: pd.DataFrame, metrics: list[str],
     for name in plan.cell_names():
         reps = plan.replicates_of(name)
         first = reps[0]
-        planned = per_rep * len(reps)
+        planned = (seeds or {}).get(name, per_rep) * len(reps)
         cell_res = results[results["cell"] == name] if len(results) else results
         fin = cell_res[cell_res["status"] == FINISHED] if len(cell_res) else cell_res
         lost = cell_res[cell_res["status"].isin(LOST)] if len(cell_res) else cell_res

@@ -109,6 +109,13 @@ class ContrastRow:
     unadjusted): not a verdict, but never hidden."""
     unit_moments: tuple[Moments, Moments] = (Moments(math.nan, math.nan, 0),) * 2
     """Moments of the primary test's units (trials or replicate means) of A and B."""
+    look: int = 0
+    """Sequential seeds: the look (1-based) whose data the row shows, where its verdict was
+    reached when decided; 0 for a fixed number of seeds."""
+    looks: int = 0
+    """Sequential seeds: the design's number of looks (0 for a fixed number of seeds)."""
+    futile: bool = False
+    """Sequential seeds: stopped by the futility rule (the verdict stays inconclusive)."""
 
     @property
     def primary(self) -> WelchResult:
@@ -122,8 +129,13 @@ class ContrastRow:
 
     @property
     def shown_verdict(self) -> str:
-        """The verdict with its scope, e.g. ``A ≻ B (1 pre-training run)``."""
-        return f"{self.verdict} ({self.scope})" if self.scope else self.verdict
+        """The verdict with its scope and, with sequential seeds, its look, e.g.
+        ``A ≻ B (1 pre-training run)``, ``A ≻ B (look 1 of 3)``,
+        ``inconclusive (futile at look 2 of 3)``."""
+        notes = [self.scope] if self.scope else []
+        if self.looks:
+            notes.append(f"{'futile at ' if self.futile else ''}look {self.look} of {self.looks}")
+        return f"{self.verdict} ({'; '.join(notes)})" if notes else self.verdict
 
     @property
     def significant(self) -> bool:

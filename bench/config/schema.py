@@ -8,6 +8,7 @@ are checked in ``bench.config.refs`` so that every error can point at its line.
 
 from __future__ import annotations
 
+import itertools
 import typing
 from typing import Any, Literal
 
@@ -157,6 +158,29 @@ class GridSpec(Strict):
     exclude: list[str] = Field(default_factory=list, description="Glob patterns of cell names.")
 
 
+class SequentialSpec(Strict):
+    """Seeds in waves: after each look every declared contrast is tested against
+    group-sequential boundaries, and a cell whose contrasts are all decided gets no more seeds
+    (:mod:`bench.analysis.sequential`). Which trials run changes, never what a trial computes:
+    no key depends on it."""
+
+    looks: list[int] = Field(description="Seeds per pre-trained encoder at each look, "
+                             "increasing; the last is ``seeds.count``.")
+    spending: Literal["obrien_fleming", "pocock"] = Field(
+        "obrien_fleming", description="Lan–DeMets α-spending function.")
+    futility: float | None = Field(
+        None, gt=0, lt=1, description="Stop a contrast without a margin when its conditional "
+        "power (current trend) falls below this (non-binding: the level is kept); none: never.")
+
+    @field_validator("looks")
+    @classmethod
+    def _increasing(cls, v: list[int]) -> list[int]:
+        if len(v) < 2 or v[0] < 2 or any(b <= a for a, b in itertools.pairwise(v)):
+            raise ValueError("looks must be at least two increasing seed counts, the first "
+                             "at least 2 (e.g. [10, 20, 35])")
+        return v
+
+
 class SeedsSpec(Strict):
     """How many trials a cell has and which sources of randomness differ between them."""
 
@@ -166,6 +190,16 @@ class SeedsSpec(Strict):
         default_factory=lambda: list(SEED_SOURCES),
         description="Sources that differ between trials; the others are fixed.",
     )
+    sequential: SequentialSpec | None = Field(
+        None, description="Run the seeds in waves and stop a cell once its contrasts are "
+        "decided (none: every cell gets ``count`` seeds).")
+
+    @model_validator(mode="after")
+    def _last_look(self) -> SeedsSpec:
+        if self.sequential is not None and self.sequential.looks[-1] != self.count:
+            raise ValueError(f"seeds.sequential.looks must end at seeds.count ({self.count}), "
+                             f"not {self.sequential.looks[-1]}")
+        return self
 
 
 class Suite(Strict):

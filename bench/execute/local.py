@@ -217,7 +217,13 @@ class LocalExecutor:
             summary.failed.append(f"{label}: {reason}")
             runner.step()
 
-        scheduler = Scheduler(self.plan, pending, needed, gave_up)
+        gate = None
+        if self.plan.suite.seeds.sequential is not None:  # scipy.stats only when it is used
+            from bench.execute.sequential import SequentialGate
+
+            gate = SequentialGate.of(self.plan)
+        scheduler = Scheduler(self.plan, pending, needed, gave_up,
+                              (lambda snap, t: gate.allows(snap.best, t)) if gate else None)
         costs = unit_costs(self.plan)
         todo = needed | {t.key for t in pending}
         work = {k: c for k, c in costs.items() if k in todo}
@@ -232,9 +238,11 @@ class LocalExecutor:
                     break
                 time.sleep(self.poll_seconds)
                 continue
+            stopped = {t.key for t in gate.stopped(snap.best, pending)} if gate else set()
             runner.eta = eta.update(sum(  # what no worker of this run finished or gave up
                 c for k, c in work.items() if not (snap.done(k) or snap.failed_now(k)
-                                                   or k in scheduler.given_up)))
+                                                   or k in scheduler.given_up
+                                                   or k in stopped)))
             self.progress.eta(runner.eta)
             try:
                 if unit.stage is not None:
@@ -254,18 +262,23 @@ class LocalExecutor:
                 runner.fail_held(failure_reason(exc))
                 summary.failed.append(f"{unit.label}: {failure_reason(exc)}")
                 self.say(f"  FAILED: {failure_reason(exc)}")
-        self._finish_cells(self.view(since_ms))
+        snap = self.view(since_ms)
+        stopped = gate.stopped(snap.best, self.plan.trials) if gate else []
+        mine = {t.key for t in pending}
+        summary.trials_stopped = len([t for t in stopped if t.key in mine])
+        self._finish_cells(snap, {t.key for t in stopped})
         summary.seconds = time.perf_counter() - t0
         return summary
 
-    def _finish_cells(self, snap: Snapshot) -> None:
-        """Mark a cell run FINISHED once every trial of the cell has finished, with the mean, SD
-        and n of each metric over its trials (cells side by side in the MLflow runs table)."""
+    def _finish_cells(self, snap: Snapshot, stopped: set[str]) -> None:
+        """Mark a cell run FINISHED once every trial of the cell has finished (but those
+        sequential seeds stopped), with the mean, SD and n of each metric over its trials
+        (cells side by side in the MLflow runs table)."""
         for cell in self.plan.cells:
             rec = snap.best.get(cell.key)
             if rec is None or rec.kind != "cell" or rec.status == FINISHED:
                 continue
-            trials = self.plan.trials_of(cell)
+            trials = [t for t in self.plan.trials_of(cell) if t.key not in stopped]
             if all(snap.done(t.key) for t in trials):
                 self.tracker.log_metrics(rec.run_id, cell_aggregates(
                     [f"test_{m}" for m in cell.spec.metrics],
@@ -341,6 +354,8 @@ class Local(Executor):
             return EXIT_INTERRUPTED
         print(f"{summary.stages_run} stage(s) trained, {summary.stages_skipped} already done; "
               f"{summary.trials_run} trial(s) run, {summary.trials_skipped} already done; "
+              + (f"{summary.trials_stopped} not needed (sequential seeds: their cells' "
+                 "contrasts were decided); " if summary.trials_stopped else "") +
               f"{len(summary.failed)} failed; {summary.seconds:.1f} s")
         for f in summary.failed:
             print(f"  FAILED {f}", file=sys.stderr)

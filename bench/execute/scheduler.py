@@ -27,6 +27,8 @@ class RunSummary:
     stages_skipped: int = 0
     trials_run: int = 0
     trials_skipped: int = 0
+    trials_stopped: int = 0
+    """Sequential seeds: trials not run because their cell's contrasts were decided."""
     failed: list[str] = field(default_factory=list)
     seconds: float = 0.0
     interrupted: bool = False
@@ -109,16 +111,21 @@ def needed_stages(plan: Plan, pending: list[Trial], done: set[str]) -> set[str]:
 
 
 class Scheduler:
-    """Picks units for one worker; remembers what it gave up.
+    """Picks units for one worker; remembers what it gave up. With sequential seeds
+    (``allows``), a trial of a later look is ready once its cell is still open after the
+    looks before it (:mod:`bench.execute.sequential`).
 
     ``gave_up(label, reason)`` is called once per unit given up (the executor reports it).
     """
 
     def __init__(self, plan: Plan, pending: list[Trial], needed: set[str],
-                 gave_up: Callable[[str, str], None]):
+                 gave_up: Callable[[str, str], None],
+                 allows: Callable[[Snapshot, Trial], bool] | None = None):
         self.plan = plan
         self.pending = pending
         self.needed = needed
+        self.allows = allows
+        """Sequential seeds: whether a trial's look is open (None: every trial is)."""
         self.given_up: set[str] = set()
         self._gave_up = gave_up
 
@@ -147,7 +154,8 @@ class Scheduler:
             return Unit("stage", stage=node), waiting
         by_cell: dict[str, list[Trial]] = {}
         for t in self.pending:
-            if not snap.done(t.key) and t.key not in self.given_up:
+            if not snap.done(t.key) and t.key not in self.given_up \
+                    and (self.allows is None or self.allows(snap, t)):
                 by_cell.setdefault(t.cell.key, []).append(t)
         for cell in self.plan.cells:
             trials = by_cell.get(cell.key)

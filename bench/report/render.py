@@ -243,4 +243,4 @@ def _contrast_record(r) -> dict:
             "case_p_holm": case.p_holm if case else math.nan,
             "case_groups": case.result.n_groups if case else 0,
             "case_verdict": case.verdict if case else "",
-            "verdict": r.verdict}
+            "verdict": r.verdict, "look": r.look, "looks": r.looks, "futile": r.futile}

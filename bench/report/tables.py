@@ -18,6 +18,7 @@ from bench.analysis import (
     TrialPredictions,
     analyse,
 )
+from bench.analysis.sequential import SPENDING_NAMES
 from bench.config.names import parse_ref
 from bench.config.schema import Suite
 from bench.plan import Plan
@@ -144,6 +145,19 @@ def methods_paragraph(data: ReportData) -> str:
             f"the significance level was α = {data.alpha}. The minimum detectable difference "
             "is the |Δ| Welch's test detects with 80 % power at the level of the first Holm "
             "step of its family (α / m), for the observed n and standard deviations.")
+        seq = data.suite.seeds.sequential
+        if seq is not None:
+            spend = SPENDING_NAMES[seq.spending]
+            parts.append(
+                f"Seeds were run sequentially, in looks after {', '.join(map(str, seq.looks))} "
+                "seeds per encoder; at each look every contrast was tested against "
+                f"group-sequential boundaries (Lan–DeMets α-spending, {spend} type, on the "
+                "information fraction of seeds), the p-values and confidence intervals shown "
+                "are the repeated p-values and repeated confidence intervals of the look that "
+                "decided each contrast (or its last look), Holm-adjusted within each family, and "
+                "a cell got no more seeds once every contrast it takes part in was decided"
+                + (f" or its conditional power under the current trend fell below "
+                   f"{seq.futility:g} (non-binding futility)" if seq.futility else "") + ".")
         single = sorted({s for r in data.contrasts for s in r.single_runs})
         if single:
             parts.append(
