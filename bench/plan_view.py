@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 
 from bench.config.names import parse_ref
 from bench.plan import Plan
@@ -11,9 +12,11 @@ from bench.plan.plugins import load_plugins
 from bench.track import FINISHED, RunRecord
 
 
-def describe_plan(plan: Plan, status: Mapping[str, RunRecord] | None, trials: bool = False) -> str:
+def describe_plan(plan: Plan, status: Mapping[str, RunRecord] | None, trials: bool = False,
+                  calibrations: Path | None = None) -> str:
     """Human-readable plan. ``status``: runs by key (None: no store yet); ``trials``: list each
-    trial with its status and key."""
+    trial with its status and key; ``calibrations``: the folder of ``bench calibrate``'s rates
+    (the time estimate uses them where the store has no finished units)."""
     status = status or {}
 
     def st(key: str) -> str:
@@ -69,6 +72,8 @@ def describe_plan(plan: Plan, status: Mapping[str, RunRecord] | None, trials: bo
     lines.append(f"finished: {done_total}/{len(plan.trials)} trials, "
                  f"{len(plan.stages) - len(pending_stages)}/{len(plan.stages)} stages")
     lines += sequential_lines(plan, status)
+    if not unread:
+        lines += time_lines(plan, status, calibrations)
     pend_stage_cost = sum(stage_cost(plan, s) for s in pending_stages)
     if plan.missing:
         lines.append("")
@@ -172,3 +177,50 @@ def sequential_lines(plan: Plan, status: Mapping[str, RunRecord]) -> list[str]:
         out.append(f"  stopped early: {', '.join(f'{n} (look {state.stop[n] + 1})' for n in stopped)}"
                    f"; {never} trial(s) will not run")
     return out
+
+
+def time_lines(plan: Plan, status: Mapping[str, RunRecord],
+               calibrations: Path | None) -> list[str]:
+    """Expected hours of the remaining units, per unit kind and in all, by the rates of this
+    store's finished units and by each ``bench calibrate`` device class in ``calibrations``."""
+    from bench.plan.rates import Rates, finished_units, fit, pending_units
+
+    done = {k for k, r in status.items() if r.status == FINISHED}
+    skip: set[str] = set()
+    if plan.suite.seeds.sequential is not None and status:  # trials the design will not run
+        from bench.execute.sequential import SequentialGate
+
+        gate = SequentialGate.of(plan)
+        assert gate is not None
+        skip = {t.key for t in gate.stopped(dict(status), plan.trials)}
+    todo = pending_units(plan, done, skip)
+    sources: list[tuple[str, Rates]] = []
+    finished = finished_units(plan, status)
+    if finished:
+        sources.append((f"this store's {len(finished)} finished unit(s)", fit(finished)))
+    for path in sorted(calibrations.glob("*.json")) if calibrations and \
+            calibrations.is_dir() else []:
+        sources.append((f"bench calibrate: {path.stem}", Rates.from_json(path.read_text())))
+    if not todo:
+        return []
+    if not sources:
+        return ["expected time: no rates yet (finish some units, or run `bench calibrate` on "
+                "the machine that will run it)"]
+    kinds = list(dict.fromkeys(u.kind for u in todo))
+    out = []
+    for name, rates in sources:
+        per = {k: sum(rates.seconds(u) or 0.0 for u in todo if u.kind == k) for k in kinds}
+        gaps = [k for k in kinds if all(rates.seconds(u) is None for u in todo if u.kind == k)]
+        text = ", ".join(f"{k} {_duration(per[k])}" for k in kinds if k not in gaps)
+        out.append(f"expected time by {name}: {_duration(sum(per.values()))} ({text})"
+                   + (f"; no rate for {', '.join(gaps)}" if gaps else ""))
+    return out
+
+
+def _duration(seconds: float) -> str:
+    """``42 s``, ``3.5 min`` or ``12.3 h``."""
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds / 3600:.1f} h"

@@ -75,3 +75,27 @@ def describe_status(plan: Plan, status: Mapping[str, RunRecord],
     if failures:
         lines += ["", "failed or killed:", *failures]
     return "\n".join(lines)
+
+
+def describe_cost(plan: Plan, status: Mapping[str, RunRecord]) -> str:
+    """``bench status --cost``: the cost model's error per unit kind on the finished units,
+    out of sample (:func:`bench.plan.rates.cross_errors`)."""
+    from bench.plan.rates import cross_errors, finished_units
+
+    units = finished_units(plan, status)
+    rows = cross_errors(units)
+    lines = ["", f"cost model on {len(units)} finished unit(s) (each half of them predicted by "
+             "the rates fitted to the other half):",
+             f"  {'unit kind':<24}{'units':>7}{'measured s':>12}{'predicted s':>13}{'error':>9}"]
+    for r in rows:
+        err = f"{100 * r.error:+.0f} %" if r.error == r.error else "–"
+        lines.append(f"  {r.kind:<24}{r.units:>7}{r.measured:>12.1f}{r.predicted:>13.1f}"
+                     f"{err:>9}")
+    if rows:
+        m = sum(r.measured for r in rows)
+        p = sum(r.predicted for r in rows)
+        lines.append(f"  {'total':<24}{sum(r.units for r in rows):>7}{m:>12.1f}{p:>13.1f}"
+                     f"{(f'{100 * (p - m) / m:+.0f} %' if m > 0 else '–'):>9}")
+    else:
+        lines.append("  (no finished units to check the model on)")
+    return "\n".join(lines)

@@ -20,7 +20,15 @@ __all__ = ["build_parser", "main"]
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``bench`` command; returns the exit code (bare ``bench``: the help)."""
-    from bench.cli.commands import cmd_data, cmd_plan, cmd_run, cmd_stats, cmd_status, cmd_verify
+    from bench.cli.commands import (
+        cmd_calibrate,
+        cmd_data,
+        cmd_plan,
+        cmd_run,
+        cmd_stats,
+        cmd_status,
+        cmd_verify,
+    )
     from bench.cli.init import cmd_init
     from bench.cli.report import cmd_compare, cmd_report
 
@@ -39,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     commands = {"run": cmd_run, "plan": cmd_plan, "report": cmd_report, "data": cmd_data,
                 "status": cmd_status, "verify": cmd_verify, "stats": cmd_stats, "init": cmd_init,
-                "compare": cmd_compare}
+                "compare": cmd_compare, "calibrate": cmd_calibrate}
     try:
         return commands[args.command](args)
     except BenchError as exc:

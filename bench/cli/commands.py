@@ -66,6 +66,37 @@ def cmd_status(args: argparse.Namespace) -> int:
 
         leases = Leases(claims_uri_for(None, uri, output))
     print(describe_status(plan, status, leases))
+    if args.cost:
+        from bench.status import describe_cost
+
+        print(describe_cost(plan, status))
+    return EXIT_OK
+
+
+def cmd_calibrate(args: argparse.Namespace) -> int:
+    """``bench calibrate``: measure this machine's throughputs for the suite's unit kinds and
+    keep them in ``<output>/calibration/<device class>.json`` for ``bench plan``."""
+    import torch
+
+    from bench.execute.calibrate import calibrate, device_class
+    from bench.execute.local import pick_device
+    from bench.execute.numerics import cpu_threads
+    from bench.plan import build_plan
+    from bench.plan.rates import calibration_path
+
+    loaded, output, _ = load(args)
+    plan = build_plan(loaded)
+    device = pick_device(args.device or loaded.suite.device)
+    threads = cpu_threads(loaded.suite.threads)
+    if threads and device.type == "cpu":  # the numerics `bench run` would use
+        torch.set_num_threads(threads)
+    rates = calibrate(plan, device, args.seconds)
+    path = calibration_path(output, device_class(device))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(rates.to_json())
+    for kind, (_, b, _) in rates.per_kind.items():
+        print(f"  {kind:<24} {1 / b:>10.1f} image passes/s (forward equivalents)")
+    print(f"wrote {path} ({rates.source}); bench plan now estimates the hours on it")
     return EXIT_OK
 
 
@@ -98,7 +129,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
         print(explain_plan(plan), end="")
     else:
         print(describe_plan(plan, _tracker_status(loaded, output, uri) or None,
-                            trials=args.trials))
+                            trials=args.trials, calibrations=output / "calibration"))
     if plan.missing and not args.allow_missing:
         print(f"error: {len(plan.missing)} input(s) missing (listed above); `bench run` would "
               "refuse. Add --allow-missing to only list them.", file=sys.stderr)

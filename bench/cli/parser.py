@@ -21,7 +21,8 @@ EXAMPLES = {
     "status": """examples:
   bench status                      # the suite last run from this folder
   bench status suites/demo.yaml
-  bench status --output /scratch/runs/demo""",
+  bench status --output /scratch/runs/demo
+  bench status --cost                # and how well the cost model predicted the units""",
     "verify": """examples:
   bench verify suites/demo.yaml     # exit 1 and every difference when an input changed""",
     "plan": """examples:
@@ -119,10 +120,21 @@ def build_parser() -> argparse.ArgumentParser:
                             "slurm: job arrays through submitit, configured by the suite's "
                             "`slurm:` block")
 
-    _common(_sub(sub, "status", "finished / running / failed / pending per cell"),
-            suite_optional=True)
+    p_status = _sub(sub, "status", "finished / running / failed / pending per cell")
+    _common(p_status, suite_optional=True)
+    p_status.add_argument("--cost", action="store_true",
+                          help="also the cost model's error per unit kind on the finished "
+                               "units (measured vs predicted seconds)")
     _common(_sub(sub, "verify", "re-hash data, splits and weights against the manifests "
                  "recorded by the runs"))
+
+    p_cal = _sub(sub, "calibrate", "measure this machine's throughput for the suite's unit "
+                 "kinds (about a minute), for bench plan's time estimate")
+    _common(p_cal)
+    p_cal.add_argument("--seconds", type=float, default=60.0,
+                       help="measurement time in all (default 60)")
+    p_cal.add_argument("--device", choices=["auto", "cpu", "cuda"], default=None,
+                       help="where to measure (default: the suite's device)")
 
     p_plan = _sub(sub, "plan", "dry run: cells, stages, trials and their status")
     _common(p_plan)

@@ -39,6 +39,7 @@ from bench.execute.scheduler import RunSummary, Scheduler, Snapshot, needed_stag
 from bench.execute.store import StoreView
 from bench.plan import Plan, Trial
 from bench.plan.cost import seconds_per_cost, unit_costs
+from bench.plan.rates import finished_units, fit, key_seconds
 from bench.progress import Eta, Progress
 from bench.track import FINISHED, Tag, Tracker, best_by_key
 
@@ -224,10 +225,9 @@ class LocalExecutor:
             gate = SequentialGate.of(self.plan)
         scheduler = Scheduler(self.plan, pending, needed, gave_up,
                               (lambda snap, t: gate.allows(snap.best, t)) if gate else None)
-        costs = unit_costs(self.plan)
         todo = needed | {t.key for t in pending}
-        work = {k: c for k, c in costs.items() if k in todo}
-        eta = Eta(sum(work.values()), prior=seconds_per_cost(self.view(since_ms), costs))
+        work, prior = self._work(todo, since_ms)
+        eta = Eta(sum(work.values()), prior=prior)
         while True:
             if self.stop_requested:
                 raise StopRequested
@@ -269,6 +269,21 @@ class LocalExecutor:
         self._finish_cells(snap, {t.key for t in stopped})
         summary.seconds = time.perf_counter() - t0
         return summary
+
+    def _work(self, todo: set[str], since_ms: int) -> tuple[dict[str, float], float | None]:
+        """The ETA's weight of each unit to do, and its seconds per weight before any unit of
+        this run finished: the cost model's predicted seconds (rates of the store's finished
+        units, per unit kind; prior 1) when there are some, else forward-pass costs with the
+        pooled seconds per cost."""
+        costs = unit_costs(self.plan)
+        snap = self.view(since_ms)
+        finished = finished_units(self.plan, snap.best)
+        if finished:
+            done = {k for k in snap.best if snap.done(k)}
+            predicted = key_seconds(self.plan, fit(finished), done)
+            if todo <= predicted.keys():
+                return {k: predicted[k] for k in todo}, 1.0
+        return {k: c for k, c in costs.items() if k in todo}, seconds_per_cost(snap, costs)
 
     def _finish_cells(self, snap: Snapshot, stopped: set[str]) -> None:
         """Mark a cell run FINISHED once every trial of the cell has finished (but those

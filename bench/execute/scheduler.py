@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from bench.plan import Cell, Plan, StageNode, Trial
+from bench.plan.keys import search_key
 from bench.track import FAILED, FINISHED, RUNNING, RunRecord, Tag
 
 
@@ -36,11 +37,6 @@ class RunSummary:
     @property
     def ok(self) -> bool:
         return not self.failed
-
-
-def search_key(cell: Cell) -> str:
-    """Content key of a cell's lr search (the search depends on exactly what the cell does)."""
-    return f"{cell.key}-lr"
 
 
 def needs_cell_search(cell: Cell) -> bool:

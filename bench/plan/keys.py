@@ -41,6 +41,11 @@ def content_key(kind: str, *parts: Any) -> str:
 
 
 
+def search_key(cell) -> str:
+    """Content key of a cell's lr search (the search depends on exactly what the cell does)."""
+    return f"{cell.key}-lr"
+
+
 def method_digest(method: str) -> str:
     """sha256 of a user method's source file ('' for bench's own methods): editing the file
     changes the keys of the stages that use it."""

@@ -1,0 +1,116 @@
+"""``bench calibrate``: this machine's throughputs for a suite's units, measured in about a minute.
+
+For each unit kind of the plan (``stage``, ``search``, ``trials:<protocol kind>``) the first unit
+of that kind is taken as its example: its encoder architecture (random weights), image size and
+batch size. On synthetic images of that size, the measurement times forward passes (eval, no
+gradient) and training steps (forward + backward + an SGD step) in the suite's precision, after
+warm-up steps, for an equal share of the time budget. The kind's seconds per forward-pass
+equivalent (``b`` of :mod:`bench.plan.rates`) is then the training step's seconds per image
+divided by :data:`bench.plan.cost.TRAIN` for kinds that mostly train the encoder (stages,
+fine-tuning, lr searches of a fine-tune) and the forward pass's seconds per image for the others;
+per-unit and per-trial overheads are not measured (``a = c = 0``): finished runs of the store
+calibrate those, and replace these rates as soon as there are some.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from bench.models.registry import seeded_backbone
+from bench.plan import Plan
+from bench.plan.cost import TRAIN
+from bench.plan.rates import Rates
+from bench.train.loop import autocast
+
+
+@dataclass(frozen=True)
+class Example:
+    kind: str
+    arch: str
+    image_size: int
+    batch_size: int
+    trains_encoder: bool
+
+
+def examples(plan: Plan) -> list[Example]:
+    """One example per unit kind of the plan (its first unit)."""
+    out: dict[str, Example] = {}
+    inits = plan.suite.inits
+    for s in plan.stages:
+        out.setdefault("stage", Example("stage", inits[s.init].arch, s.spec.image_size,
+                                        s.spec.batch_size, True))
+    for c in plan.cells:
+        spec = c.spec
+        ex = Example(f"trials:{spec.kind}", inits[c.init].arch, spec.image_size,
+                     spec.batch_size, spec.trains_encoder)
+        out.setdefault(ex.kind, ex)
+        if spec.lr_search.method != "fixed":
+            out.setdefault("search", Example("search", ex.arch, ex.image_size,
+                                             ex.batch_size, ex.trains_encoder))
+    return list(out.values())
+
+
+def device_class(device: torch.device) -> str:
+    """A name for this machine's kind of device: the GPU's name, or ``cpu-<threads>t``."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"cpu-{torch.get_num_threads()}t"
+
+
+def _timed(fn, budget: float, device: torch.device) -> float:
+    """Seconds per call of ``fn`` over about ``budget`` seconds, after 2 warm-up calls."""
+    for _ in range(2):
+        fn()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    n, t0 = 0, time.perf_counter()
+    while True:
+        fn()
+        n += 1
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        elapsed = time.perf_counter() - t0
+        if elapsed >= budget or n >= 10_000:
+            return elapsed / n
+
+
+def measure(ex: Example, device: torch.device, budget: float,
+            precision: str = "auto") -> tuple[float, float]:
+    """(forward seconds per image, training-step seconds per image) of one example."""
+    model = seeded_backbone(ex.arch, 0).to(device)
+    x = torch.rand(ex.batch_size, 3, ex.image_size, ex.image_size, device=device)
+    opt = torch.optim.SGD(model.parameters(), lr=1e-3)
+    head = nn.Linear(getattr(model, "feature_dim", 2048), 2).to(device)
+
+    def forward() -> None:
+        model.eval()
+        with torch.no_grad(), autocast(device, precision):
+            model(x)
+
+    def step() -> None:
+        model.train()
+        with autocast(device, precision):
+            loss = head(model(x)).float().pow(2).mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    f = _timed(forward, budget / 2, device)
+    g = _timed(step, budget / 2, device)
+    return f / ex.batch_size, g / ex.batch_size
+
+
+def calibrate(plan: Plan, device: torch.device, seconds: float = 60.0) -> Rates:
+    """Rates (``b`` per kind) of the plan's unit kinds on ``device`` within ``seconds``."""
+    exs = examples(plan)
+    rates = Rates(source=f"bench calibrate on {device_class(device)}")
+    share = seconds / max(len(exs), 1)
+    for ex in exs:
+        fwd, train = measure(ex, device, share)
+        b = train / TRAIN if ex.trains_encoder else fwd
+        rates.per_kind[ex.kind] = (0.0, b, 0.0)
+    return rates

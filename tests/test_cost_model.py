@@ -1,0 +1,72 @@
+"""The calibrated cost model: the fit recovers known rates, banks are found from the runs'
+times, the error is out of sample, and `bench calibrate` / `bench plan` / `bench status --cost`
+show it."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from conftest import TINY_SUITE
+
+from bench.plan.rates import KindError, Rates, Unit, _banks, cross_errors, fit
+from bench.track import FINISHED, RunRecord
+
+
+def _units(abc: dict[str, tuple[float, float, float]], n: int = 12, seed: int = 0) -> list:
+    rng = np.random.default_rng(seed)
+    out = []
+    for kind, (a, b, c) in abc.items():
+        for i in range(n):
+            cost, trials = float(rng.uniform(1e3, 1e5)), int(rng.integers(1, 9))
+            out.append(Unit(kind, f"{kind}-{i}", cost, trials, a + b * cost + c * trials))
+    return out
+
+
+def test_the_fit_recovers_each_kinds_overhead_throughput_and_per_trial_cost() -> None:
+    truth = {"stage": (2.0, 3e-4, 0.0), "trials:linear_probe": (0.5, 1e-5, 0.07),
+             "trials:fine_tune": (1.0, 2e-4, 0.3)}
+    rates = fit(_units(truth))
+    for kind, abc in truth.items():
+        np.testing.assert_allclose(rates.per_kind[kind], abc, rtol=1e-6, atol=1e-9)
+    # exact data: the out-of-sample error is nil in every kind
+    assert all(abs(e.error) < 1e-6 for e in cross_errors(_units(truth)))
+    # a kind with fewer than 3 finished units falls back to the pooled seconds per cost
+    few = fit(_units({"stage": (0.0, 1e-3, 0.0)}, n=2))
+    assert "stage" not in few.per_kind
+    assert few.seconds(Unit("stage", "x", 1000.0)) == pytest.approx(1.0)
+    assert Rates.from_json(rates.to_json()).per_kind == rates.per_kind
+    assert KindError("k", 1, 10.0, 12.5).error == pytest.approx(0.25)
+
+
+def _run(key: str, start: int, end: int) -> RunRecord:
+    return RunRecord(key, key, "trial", FINISHED, {}, {}, {}, start, end)
+
+
+def test_runs_claimed_together_are_one_unit() -> None:
+    bank = [_run("a", 0, 900), _run("b", 3, 905), _run("c", 5, 910)]
+    alone = [_run("d", 1000, 1500), _run("e", 1500, 2100)]
+    groups = _banks(alone + bank)
+    assert [[r.key for r in g] for g in groups] == [["a", "b", "c"], ["d"], ["e"]]
+
+
+def test_calibrate_plan_and_status_show_the_model(tmp_path, capsys) -> None:
+    from bench.cli import main
+
+    suite = tmp_path / "tiny.yaml"
+    suite.write_text(TINY_SUITE.format(output=tmp_path / "out").replace(
+        "protocols: [ft, lp]", "protocols: [lp]").replace("/ft", "/lp"))
+    assert main(["plan", str(suite)]) == 0
+    assert "expected time: no rates yet" in capsys.readouterr().out
+    assert main(["calibrate", str(suite), "--seconds", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "image passes/s" in out and (tmp_path / "out" / "calibration").is_dir()
+    assert main(["plan", str(suite)]) == 0
+    assert "expected time by bench calibrate: cpu-1t:" in capsys.readouterr().out
+    assert main(["run", str(suite), "--quiet"]) == 0
+    assert main(["run", str(suite), "--quiet", "--set", "seeds.count=4"]) == 0
+    capsys.readouterr()
+    assert main(["status", str(suite), "--cost"]) == 0
+    text = capsys.readouterr().out
+    assert "cost model on" in text and "trials:linear_probe" in text and "stage" in text
+    assert main(["plan", str(suite), "--set", "seeds.count=6"]) == 0
+    assert "expected time by this store's" in capsys.readouterr().out
