@@ -568,3 +568,48 @@ def test_keys_of_finished_runs_stay_what_they_were(tiny_suite: Path) -> None:
     assert [s.key[:16] for s in plan.stages] == ["fd2cf2850bd917fb", "4076a1e5840accb1"]
     assert plan.cells[0].key.startswith("234b223af9afc5b5")
     assert plan.trials[0].key.startswith("df4544a6f8d1844172e9")
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_metrics_equal_sklearn(seed: int) -> None:
+    """Every classification metric against sklearn, on probabilities with ties (rounded),
+    a class never predicted and, for odd seeds, a class absent from the labels."""
+    import numpy as np
+    from sklearn.metrics import (
+        average_precision_score,
+        balanced_accuracy_score,
+        confusion_matrix,
+        f1_score,
+        precision_recall_fscore_support,
+        roc_auc_score,
+    )
+
+    from bench.train.metrics import compute_metrics
+
+    rng = np.random.default_rng(seed)
+    n, c = int(rng.integers(20, 300)), 4
+    labels = rng.integers(0, c - (seed % 2), n)
+    probs = rng.dirichlet(np.ones(c), n) + np.eye(c)[labels] * rng.uniform(0, 0.5)
+    probs[:, 3] *= 0.1  # class d is rarely the top one
+    probs = np.round(probs / probs.sum(1, keepdims=True), 2)  # ties in the scores
+    names = ["a", "b", "c", "d"]
+    m = compute_metrics(probs, labels, names)
+    pred = probs.argmax(1)
+    every = list(range(c))
+    assert m["f1_weighted"] == pytest.approx(f1_score(labels, pred, average="weighted",
+                                                      zero_division=0), abs=1e-12)
+    assert m["f1_macro"] == pytest.approx(f1_score(labels, pred, average="macro",
+                                                   zero_division=0, labels=every), abs=1e-12)
+    assert m["balanced_accuracy"] == pytest.approx(balanced_accuracy_score(labels, pred),
+                                                   abs=1e-12)
+    prec, rec, f1, _ = precision_recall_fscore_support(labels, pred, labels=every,
+                                                       average=None, zero_division=0)
+    for i, name in enumerate(names):
+        assert (m[f"precision_{name}"], m[f"recall_{name}"], m[f"f1_{name}"]) == pytest.approx(
+            (prec[i], rec[i], f1[i]), abs=1e-12)
+    for k in np.unique(labels):
+        assert m[f"auroc_{names[k]}"] == pytest.approx(roc_auc_score(labels == k, probs[:, k]),
+                                                       abs=1e-12)
+        assert m[f"ap_{names[k]}"] == pytest.approx(
+            average_precision_score(labels == k, probs[:, k]), abs=1e-12)
+    assert m["confusion"] == confusion_matrix(labels, pred, labels=every).tolist()
