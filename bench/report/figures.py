@@ -4,10 +4,12 @@ reliability diagrams."""
 from __future__ import annotations
 
 import io
+import math
 from xml.sax.saxutils import escape
 
 import pandas as pd
 
+from bench.report.svgplot import ROW_H, RowPlot, span
 from bench.report.tables import PartialOrder, ReportData
 
 FOREST_MAX_ROWS = 80
@@ -32,89 +34,75 @@ def plain_text(text: str) -> str:
 
 
 def strip_plot(data: ReportData, results: pd.DataFrame, metric: str) -> str:
-    """One row per cell: every seed's value (points) over a box plot."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    """One row per cell: every seed's value (jittered points) over a box plot (quartiles,
+    median, whiskers to the furthest values within 1.5 IQR, as matplotlib draws them)."""
     import numpy as np
 
     cells = [c.cell for c in data.cells]
     fin = results[results["status"] == "FINISHED"] if len(results) else results
-    groups = [fin.loc[fin["cell"] == c, metric].dropna().to_numpy() if metric in fin else
-              np.array([]) for c in cells]
-    fig, ax = plt.subplots(figsize=(7, 0.35 * len(cells) + 1))
-    pos = np.arange(len(cells))[::-1]
-    plt.rcParams["svg.fonttype"] = "none"  # text stays text: small, searchable SVG
-    ax.boxplot([g if len(g) else [np.nan] for g in groups], positions=pos, vert=False,
-               widths=0.6, showfliers=False)
+    values = fin[["cell", metric]].dropna() if metric in fin else pd.DataFrame(
+        columns=["cell", metric])
+    by_cell = {c: g[metric].to_numpy(float) for c, g in values.groupby("cell", sort=False)}
+    groups = [by_cell.get(c, np.array([])) for c in cells]
+    lo, hi = span(np.concatenate([*groups, [np.nan]]))
+    plot = RowPlot(cells, lo, hi, metric)
     rng = np.random.default_rng(0)
-    for p, g in zip(pos, groups, strict=True):
-        ax.scatter(g, p + rng.uniform(-0.15, 0.15, len(g)), s=6, alpha=0.6, color="#1f77b4",
-                   rasterized=len(g) > 50)
-    ax.set_yticks(pos, [plain_text(c) for c in cells], fontsize=9)
-    ax.tick_params(axis="x", labelsize=9)
-    ax.set_xlabel(plain_text(metric), fontsize=9)
-    ax.grid(axis="x", alpha=0.3)
-    return _svg(fig)
+    for row, g in enumerate(groups):
+        if not len(g):
+            continue
+        q1, med, q3 = np.percentile(g, [25, 50, 75])
+        iqr = q3 - q1
+        w_lo, w_hi = g[g >= q1 - 1.5 * iqr].min(), g[g <= q3 + 1.5 * iqr].max()
+        y, h = plot.y(row), ROW_H * 0.6
+        plot.add(f'<line x1="{plot.x(w_lo):.1f}" y1="{y:.1f}" x2="{plot.x(q1):.1f}" '
+                 f'y2="{y:.1f}" stroke="#333"/><line x1="{plot.x(q3):.1f}" y1="{y:.1f}" '
+                 f'x2="{plot.x(w_hi):.1f}" y2="{y:.1f}" stroke="#333"/>')
+        plot.add(f'<rect x="{plot.x(q1):.1f}" y="{y - h / 2:.1f}" '
+                 f'width="{max(plot.x(q3) - plot.x(q1), 0.5):.1f}" height="{h:.1f}" '
+                 'fill="none" stroke="#333"/>')
+        plot.add(f'<line x1="{plot.x(med):.1f}" y1="{y - h / 2:.1f}" x2="{plot.x(med):.1f}" '
+                 f'y2="{y + h / 2:.1f}" stroke="#ff7f0e" stroke-width="1.5"/>')
+        plot.dots(g, y + rng.uniform(-0.15, 0.15, len(g)) * ROW_H, "#1f77b4")
+    return plot.svg()
+
+
+VERDICT_COLOURS = {"A ≻ B": "#2ca02c", "B ≻ A": "#d62728", "A ≈ B": "#1f77b4"}
 
 
 def forest_plot(data: ReportData, metric: str) -> str:
     """Δ = A − B with the 95 % CI of the test its verdict uses (an arrow where a one-sided
-    bound is open), the case-level bootstrap CI below it when there is one, and ticks at
-    ±margin where a margin is declared."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import numpy as np
-
-    plt.rcParams["svg.fonttype"] = "none"
-    rows = [r for r in data.contrasts if r.metric == metric][:FOREST_MAX_ROWS][::-1]
-    fig, ax = plt.subplots(figsize=(7, 0.42 * max(len(rows), 1) + 1))
-    colours = [{"A ≻ B": "#2ca02c", "B ≻ A": "#d62728", "A ≈ B": "#1f77b4"}.get(r.verdict,
-                                                                               "#7f7f7f")
-               for r in rows]
-    delta = np.array([r.primary.delta for r in rows], dtype=float)
-    lo = np.array([r.primary.ci_low for r in rows], dtype=float)
-    hi = np.array([r.primary.ci_high for r in rows], dtype=float)
+    bound is open), the case-level bootstrap CI below it (dotted) when there is one, and ticks
+    at ±margin where a margin is declared."""
+    rows = [r for r in data.contrasts if r.metric == metric][:FOREST_MAX_ROWS]
     cases = [r.case.result if r.case is not None else None for r in rows]
-    finite = np.concatenate([delta, lo, hi, [c.ci_low for c in cases if c], [c.ci_high for c in
-                                                                              cases if c],
-                             [0.0], [m for r in rows if r.margin for m in (-r.margin,
-                                                                           r.margin)]])
-    finite = finite[np.isfinite(finite)]
-    span = float(finite.max() - finite.min()) if len(finite) else 1.0
-    left, right = (float(finite.min()) - 0.08 * span, float(finite.max()) + 0.08 * span) \
-        if len(finite) else (-1.0, 1.0)
-    y = np.arange(len(rows), dtype=float)
-    for yi, d, a, b, col in zip(y, delta, lo, hi, colours, strict=True):
-        if not np.isfinite(d):
-            continue
-        a_end, b_end = (a if np.isfinite(a) else left), (b if np.isfinite(b) else right)
-        ax.hlines(yi, a_end, b_end, colors=col)
-        if not np.isfinite(a):
-            ax.annotate("", xy=(left, yi), xytext=(d, yi),
-                        arrowprops={"arrowstyle": "->", "color": col})
-        if not np.isfinite(b):
-            ax.annotate("", xy=(right, yi), xytext=(d, yi),
-                        arrowprops={"arrowstyle": "->", "color": col})
-    ax.scatter(delta, y, c=colours, s=14, zorder=3)
-    for yi, c in zip(y, cases, strict=True):
-        if c is not None and np.isfinite(c.delta):
-            a = c.ci_low if np.isfinite(c.ci_low) else left
-            b = c.ci_high if np.isfinite(c.ci_high) else right
-            ax.hlines(yi - 0.28, a, b, colors="#9467bd", linestyles="dotted")
-    for yi, r in zip(y, rows, strict=True):
+    ends = [v for r in rows for v in (r.primary.delta, r.primary.ci_low, r.primary.ci_high)]
+    ends += [v for c in cases if c for v in (c.ci_low, c.ci_high)]
+    ends += [0.0] + [m for r in rows if r.margin for m in (-r.margin, r.margin)]
+    lo, hi = span(ends)
+    plot = RowPlot([r.label for r in rows], lo, hi, f"Δ {metric} (A − B), 95 % CI")
+    plot.add(f'<line x1="{plot.x(0):.1f}" y1="{plot.top:.1f}" x2="{plot.x(0):.1f}" '
+             f'y2="{plot.top + plot.height:.1f}" stroke="#000" stroke-width="0.8"/>')
+    for i, (r, c) in enumerate(zip(rows, cases, strict=True)):
+        col = VERDICT_COLOURS.get(r.verdict, "#7f7f7f")
+        d, a, b = r.primary.delta, r.primary.ci_low, r.primary.ci_high
+        if math.isfinite(d):
+            a_end, b_end = (a if math.isfinite(a) else lo), (b if math.isfinite(b) else hi)
+            y = plot.y(i)
+            marker = ' marker-start="url(#open)"' if not math.isfinite(a) else ""
+            marker += ' marker-end="url(#open)"' if not math.isfinite(b) else ""
+            plot.add(f'<line x1="{plot.x(a_end):.1f}" y1="{y:.1f}" x2="{plot.x(b_end):.1f}" '
+                     f'y2="{y:.1f}" stroke="{col}" stroke-width="1.5"{marker}/>')
+            plot.add(f'<circle cx="{plot.x(d):.1f}" cy="{y:.1f}" r="3.5" fill="{col}">'
+                     f"<title>{escape(r.shown_verdict)}: Δ {d:.4g}</title></circle>")
+        if c is not None and math.isfinite(c.delta):
+            plot.hline(i + 0.3, c.ci_low if math.isfinite(c.ci_low) else lo,
+                       c.ci_high if math.isfinite(c.ci_high) else hi, "#9467bd", dash="2 2")
         if r.margin is not None:
-            ax.plot([-r.margin, r.margin], [yi, yi], "|", color="#1f77b4", ms=8)
-    ax.set_xlim(left, right)
-    ax.axvline(0, color="black", lw=0.8)
-    ax.set_yticks(y, [plain_text(r.label) for r in rows], fontsize=9)
-    ax.tick_params(axis="x", labelsize=9)
-    ax.set_xlabel(f"Δ {plain_text(metric)} (A − B), 95 % CI", fontsize=9)
-    ax.grid(axis="x", alpha=0.3)
-    return _svg(fig)
+            y = plot.y(i)
+            for m in (-r.margin, r.margin):
+                plot.add(f'<line x1="{plot.x(m):.1f}" y1="{y - 6:.1f}" x2="{plot.x(m):.1f}" '
+                         f'y2="{y + 6:.1f}" stroke="#1f77b4" stroke-width="1.5"/>')
+    return plot.svg()
 
 
 def hasse_svg(order: PartialOrder) -> str:
