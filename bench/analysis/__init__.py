@@ -16,7 +16,7 @@ import pandas as pd
 
 from bench.analysis.calibration import CellReliability, cell_reliability
 from bench.analysis.cases import TrialPredictions, case_predictions
-from bench.analysis.cells import Arm, CellRow, arm, cell_rows
+from bench.analysis.cells import Arm, CellRow, arm, cell_frames, cell_rows
 from bench.analysis.controls import ControlRow, control_rows, controls_line
 from bench.analysis.efficiency import EfficiencyCurve, efficiency_curves
 from bench.analysis.orders import PartialOrder, partial_orders
@@ -43,7 +43,8 @@ from bench.stats.bootstrap import (
 )
 
 __all__ = ["Analysis", "Arm", "CellReliability", "CellRow", "ContrastRow", "ControlRow",
-           "PartialOrder", "ReplicationRow", "TrialPredictions", "analyse", "single_runs"]
+           "PartialOrder", "ReplicationRow", "TrialPredictions", "analyse", "arms_of",
+           "contrast_rows", "single_runs"]
 
 
 @dataclass
@@ -139,13 +140,14 @@ def contrast_rows(plan: Plan, metrics: list[str], arm_of: Callable[[str, str], A
     return rows
 
 
-def _arms(plan: Plan, results: pd.DataFrame) -> Callable[[str, str], Arm]:
+def arms_of(plan: Plan, results: pd.DataFrame) -> Callable[[str, str], Arm]:
     """``arm_of(cell, metric)`` over ``results``, each arm computed once."""
     arms: dict[tuple[str, str], Arm] = {}
+    frames = cell_frames(results)
 
     def arm_of(cell: str, metric: str) -> Arm:
         if (cell, metric) not in arms:
-            arms[(cell, metric)] = arm(plan, results, cell, metric)
+            arms[(cell, metric)] = arm(plan, results, cell, metric, frames)
         return arms[(cell, metric)]
 
     return arm_of
@@ -165,11 +167,11 @@ def analyse(plan: Plan, results: pd.DataFrame, metrics: list[str] | None = None,
     state = None
     if design is not None:
         state = run_looks(plan, results, design,
-                          lambda res: contrast_rows(plan, metrics, _arms(plan, res)))
+                          lambda res: contrast_rows(plan, metrics, arms_of(plan, res)))
         results = used_results(plan, results, state)
         used = set(results["trial_key"]) if len(results) else set()
         predictions = {k: v for k, v in (predictions or {}).items() if k in used}
-    arm_of = _arms(plan, results)
+    arm_of = arms_of(plan, results)
     cells, warnings = cell_rows(plan, results, metrics, arm_of,
                                 planned_seeds(state) if state else None)
     boot = suite.report.bootstrap

@@ -85,15 +85,23 @@ def pretraining_of(plan: Plan, name: str) -> tuple[str, int]:
     return "replicated", len(units)
 
 
-def _frame(results: pd.DataFrame, name: str) -> pd.DataFrame:
-    rows = results[(results["cell"] == name) & (results["status"] == FINISHED)]
-    order = [c for c in ("replicate", "seed") if c in rows]
-    return rows.sort_values(order) if len(rows) else rows
+def cell_frames(results: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """Each cell's finished trials, ordered by (replicate, seed): one pass over the results."""
+    if not len(results):
+        return {}
+    fin = results[results["status"] == FINISHED]
+    order = [c for c in ("replicate", "seed") if c in fin]
+    fin = fin.sort_values(["cell", *order], kind="stable")
+    return {str(name): group for name, group in fin.groupby("cell", sort=False)}
 
 
-def arm(plan: Plan, results: pd.DataFrame, name: str, metric: str) -> Arm:
-    """The finite values of ``metric`` for cell ``name``."""
-    rows = _frame(results, name) if len(results) else results
+def arm(plan: Plan, results: pd.DataFrame, name: str, metric: str,
+        frames: dict[str, pd.DataFrame] | None = None) -> Arm:
+    """The finite values of ``metric`` for cell ``name`` (``frames``: :func:`cell_frames` of
+    ``results``, when already made)."""
+    if frames is None:
+        frames = cell_frames(results)
+    rows = frames.get(name, results.iloc[:0])
     replicated = pretraining_of(plan, name)[0] == "replicated"
     if not len(rows) or metric not in rows:
         return Arm(np.array([]), np.array([], dtype=str), [], replicated, 0)
@@ -113,20 +121,28 @@ def cell_rows(plan: Plan, results: pd.DataFrame, metrics: list[str],
     :func:`arm`; pass a cached one to share them with the contrasts); ``seeds``: seeds per
     encoder each cell is planned to get (default ``seeds.count``; sequential seeds stop
     earlier)."""
-    arm_of = arm_of or (lambda cell, metric: arm(plan, results, cell, metric))
+    if arm_of is None:
+        frames = cell_frames(results)
+
+        def arm_of(cell: str, metric: str) -> Arm:
+            return arm(plan, results, cell, metric, frames)
     warnings: list[str] = []
     rows: list[CellRow] = []
     per_rep = plan.suite.seeds.count
+    counts = (results.groupby(["cell", "status"], sort=False).size().to_dict()
+              if len(results) else {})
+    lost_rows = results[results["status"].isin(LOST)] if len(results) else results
+    lost_by_cell = {str(k): g for k, g in lost_rows.groupby("cell", sort=False)} \
+        if len(lost_rows) else {}
     for name in plan.cell_names():
         reps = plan.replicates_of(name)
         first = reps[0]
         planned = (seeds or {}).get(name, per_rep) * len(reps)
-        cell_res = results[results["cell"] == name] if len(results) else results
-        fin = cell_res[cell_res["status"] == FINISHED] if len(cell_res) else cell_res
-        lost = cell_res[cell_res["status"].isin(LOST)] if len(cell_res) else cell_res
+        lost = lost_by_cell.get(name, results.iloc[:0])
+        finished = int(counts.get((name, FINISHED), 0))
         kind, k = pretraining_of(plan, name)
         row = CellRow(cell=name, encoder="+".join([first.init, *first.chain]),
-                      protocol=first.protocol, n=len(fin), failed=len(lost), planned=planned,
+                      protocol=first.protocol, n=finished, failed=len(lost), planned=planned,
                       metrics={}, pretraining=kind, replicates=k)
         reasons = Counter(str(r).splitlines()[0] if str(r) else "(no reason recorded)"
                           for r in (lost["failure"] if len(lost) else []))

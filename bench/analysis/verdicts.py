@@ -34,13 +34,13 @@ from bench.stats import (
     Moments,
     WelchResult,
     benjamini_hochberg,
-    hedges_g,
+    hedges_moments,
     holm,
     holm_levels,
     paired,
     prob_superiority,
     tost_moments,
-    welch,
+    welch_moments,
 )
 from bench.stats.bootstrap import BootstrapResult
 from bench.stats.power import min_detectable_effects
@@ -157,18 +157,21 @@ def evaluate(a: str, b: str, metric: str, arm_a: Arm, arm_b: Arm, alternative: s
              label: str = "", matched: bool = False) -> ContrastRow:
     """Every statistic of one contrast that does not depend on the rest of its family."""
     va, vb = arm_a.values, arm_b.values
+    ma, mb = Moments.of(va), Moments.of(vb)
     row = ContrastRow(a=a, b=b, label=label or f"{a} vs {b}", metric=metric, family=family,
-                      margin=margin, n_a=len(va), n_b=len(vb), test=welch(va, vb, alternative),
-                      alternative=alternative, single_runs=single_runs,
-                      dropped_a=arm_a.dropped, dropped_b=arm_b.dropped)
+                      margin=margin, n_a=len(va), n_b=len(vb),
+                      test=welch_moments(ma, mb, alternative), alternative=alternative,
+                      single_runs=single_runs, dropped_a=arm_a.dropped,
+                      dropped_b=arm_b.dropped)
     ua, ub = va, vb
+    row.unit_moments = (ma, mb)
     if (arm_a.replicated or arm_b.replicated) and not single_runs:
         ua, ub = arm_a.unit_values(), arm_b.unit_values()
         row.evidence = "replicates"
-        row.replicate_test = welch(ua, ub, alternative)
+        row.unit_moments = (Moments.of(ua), Moments.of(ub))
+        row.replicate_test = welch_moments(*row.unit_moments, alternative)
     row.units_a, row.units_b = len(ua), len(ub)
-    row.unit_moments = (Moments.of(ua), Moments.of(ub))
-    row.g, row.g_low, row.g_high = hedges_g(va, vb)
+    row.g, row.g_low, row.g_high = hedges_moments(ma, mb)
     row.prob_a_better = (prob_superiority(va, vb) if a_better_if_above(metric)
                          else prob_superiority(vb, va))
     if margin is not None:

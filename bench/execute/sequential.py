@@ -9,8 +9,7 @@ same decisions; nothing about the design is stored.
 
 from __future__ import annotations
 
-from bench.analysis import contrast_rows
-from bench.analysis.cells import arm
+from bench.analysis import arms_of, contrast_rows
 from bench.analysis.sequential import Design, State, design_of, run_looks
 from bench.plan import Plan, Trial
 from bench.results import results_of
@@ -40,7 +39,7 @@ class SequentialGate:
             plan = self.plan
             results = results_of(plan, best)
             self._state = run_looks(plan, results, self.design, lambda res: contrast_rows(
-                plan, self.metrics, lambda cell, m: arm(plan, res, cell, m)))
+                plan, self.metrics, arms_of(plan, res)))
             self._seen = seen
         return self._state
 
