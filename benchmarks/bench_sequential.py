@@ -61,7 +61,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="bench-seq-") as tmp:
         out = ["--output", str(Path(tmp) / "runs"), "--quiet"]
         t0 = time.perf_counter()
-        text = _bench("run", str(SUITE), *sets, "--set", SEQUENTIAL, *out, "--workers", "2")
+        _bench("run", str(SUITE), *sets, "--set", SEQUENTIAL, *out, "--workers", "2")
         t_seq = time.perf_counter() - t0
         _bench("report", str(SUITE), *sets, "--set", SEQUENTIAL, *out[:2], "--report-dir",
                str(Path(tmp) / "seq"), "--format", "csv")
@@ -81,7 +81,6 @@ def main() -> int:
         "saved": round(rest / total, 3), "sequential_run_s": round(t_seq, 1),
         "fixed_rest_s": round(t_fixed_rest, 1), "all_verdicts_equal": all(same.values()),
         "verdicts": {k: {"sequential": seq[k], "fixed": fixed[k]} for k in fixed},
-        "sequential_summary": text.strip().splitlines()[-2] if text.strip() else "",
     }, ensure_ascii=False))
     return 0 if all(same.values()) else 1
 
