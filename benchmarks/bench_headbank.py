@@ -1,7 +1,8 @@
 """35-seed linear probe: one HeadBank on a shared encoder forward vs 35 separate probes.
 
-Both give the same heads (checked here to 1e-5); the separate runs pay the encoder forward 35
-times. ResNet-18 at 64 px on a synthetic set, 2 epochs, 3 TTA passes. Prints one JSON line.
+Both give the same heads (checked here to 1e-5) and metrics (the calibration metrics to 1e-6);
+the separate runs pay the encoder forward 35 times. ResNet-18 at 64 px on a synthetic set,
+2 epochs, 3 TTA passes. Prints one JSON line; the goal is ≥ 30× (the limit is about 35×).
 
     python benchmarks/bench_headbank.py
 """
@@ -26,6 +27,12 @@ from bench.train.probe_bank import run_probe_bank
 from bench.train.trial import run_trial
 
 SEEDS, ARCH, SIZE = 35, "resnet18", 64
+
+
+def _close(a: dict, b: dict) -> bool:
+    """Equal metrics, the continuous ones (ece, brier, nll) to 1e-6."""
+    return a.keys() == b.keys() and all(
+        abs(a[k] - b[k]) <= 1e-6 if k in ("ece", "brier", "nll") else a[k] == b[k] for k in a)
 
 
 def main() -> int:
@@ -54,11 +61,14 @@ def main() -> int:
     separate_s = time.perf_counter() - t0
 
     worst = max(float(np.abs(a.head - b.head).max()) for a, b in zip(bank, separate, strict=True))
-    same = all(a.metrics == b.metrics for a, b in zip(bank, separate, strict=True))
+    # the heads agree to float32 rounding (the bank sums its loss over heads), so the
+    # predictions do: counts (accuracy, F1, AUC, confusion) are equal, the continuous
+    # calibration metrics (ece, brier, nll) agree to 1e-6
+    same = all(_close(a.metrics, b.metrics) for a, b in zip(bank, separate, strict=True))
     print(json.dumps({
         "benchmark": "headbank_vs_separate_probes", "seeds": SEEDS, "arch": ARCH, "size": SIZE,
         "cores": os.cpu_count(), "bank_s": round(bank_s, 2), "separate_s": round(separate_s, 2),
-        "speedup": round(separate_s / bank_s, 1), "goal": ">= 15",
+        "speedup": round(separate_s / bank_s, 1), "goal": ">= 30",
         "max_weight_diff": worst, "identical_metrics": same,
     }))
     return 0 if worst < 1e-5 and same else 1
