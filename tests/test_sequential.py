@@ -6,6 +6,7 @@ simulation of Welch tests, and the looks of a suite (who stops when, what the re
 from __future__ import annotations
 
 import math
+from typing import ClassVar
 
 import numpy as np
 import pandas as pd
@@ -172,9 +173,10 @@ def _frame(plan, values: dict[str, list[float]]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def _plan(tmp_path, contrasts: str):
+def _plan(tmp_path, contrasts: str, protocols: str = "[ft, lp]"):
     suite = tmp_path / "s.yaml"
-    text = SEQ.split("contrasts:")[0].format(output=tmp_path / "out")
+    text = SEQ.split("contrasts:")[0].format(output=tmp_path / "out").replace(
+        "protocols: [ft, lp]", f"protocols: {protocols}")
     suite.write_text(text + contrasts + "report: {metrics: [accuracy]}\n")
     return suite_plan(suite)
 
@@ -289,3 +291,47 @@ def test_a_sequential_run_stops_decided_cells_and_reports_their_look(tmp_path, c
     assert "A ≈ B (1 pre-training run; look 1 of 2)" in md
     assert "repeated" in md and "1 of 2 look(s) complete" in md
     assert "3 of 6 trials finished" not in md  # the design planned 3 for a stopped cell
+
+
+def test_slurm_submits_one_trial_wave_per_look_and_only_for_open_cells(tmp_path) -> None:
+    """`unit_waves` over a store that the test fills in: the stage waves, then look 1's trials;
+    look 2's trials only when look 1 left the contrast open."""
+    from bench.execute.slurm import unit_waves
+    from bench.track import FINISHED, RunRecord
+
+    plan = _plan(tmp_path, "contrasts:\n  - {a: rnd+sup+bt/lp, b: rnd+sup/lp, margin: 0.05}\n",
+                 "[lp]")
+    pending = list(plan.trials)
+    needed = {s.key for s in plan.stages}
+
+    class Store:
+        best: ClassVar[dict] = {}
+
+        def status_by_key(self):
+            return dict(self.best)
+
+    def finish(keys, values):
+        by = {t.key: t for t in plan.trials}
+        for k in keys:
+            t = by[k]
+            v = values[t.cell.name][t.index]
+            Store.best[k] = RunRecord(k, k, "trial", FINISHED, {}, {}, {"test_accuracy": v},
+                                      0, 1)
+
+    for open_after_look_1 in (False, True):
+        Store.best = {}
+        spread = 0.2 if open_after_look_1 else 0.0001
+        values = {"rnd+sup+bt/lp": [0.5, 0.5 + spread, 0.5, 0.5, 0.5, 0.5],
+                  "rnd+sup/lp": [0.5 + spread, 0.5, 0.5, 0.5, 0.5, 0.5]}
+        gen = unit_waves(plan, Store(), pending, needed)
+        stage_waves = [next(gen), next(gen)]  # sup, then bt on top of it
+        assert [len(w) for w in stage_waves] == [1, 1]
+        look1 = next(gen)
+        keys = [k for group in look1 for k in group]
+        assert len(look1) == 2 and len(keys) == 4  # 2 cells × 2 seeds (looks [2, 4, 6])
+        finish(keys, values)
+        rest = list(gen) if not open_after_look_1 else [next(gen)]
+        if open_after_look_1:
+            assert sum(len(g) for g in rest[0]) == 4  # seeds 3 and 4 of both cells
+        else:
+            assert rest == []  # decided (≈) at look 1: nothing more is submitted

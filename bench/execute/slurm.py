@@ -4,7 +4,9 @@ The DAG becomes waves: stages of depth 1, stages of depth 2, …, then every tri
 pending units are packed into tasks of about ``slurm.pack_minutes`` of estimated work (a cell's
 trials stay together so that a HeadBank can train them at once), the tasks go out as job arrays
 of at most ``max_array_size`` tasks, and the next wave is submitted when the previous one has
-ended. A task is an ordinary worker restricted to its pack: it claims each unit, so a requeued or
+ended; with sequential seeds the trials go out one look at a time, each look's wave made from
+the store once the previous one ended (only the cells still undecided get it). A task is an
+ordinary worker restricted to its pack: it claims each unit, so a requeued or
 duplicated task never runs a unit twice. On timeout or preemption submitit calls
 :meth:`PackTask.checkpoint`: the task's RUNNING claims are released (KILLED) and it is requeued —
 stages resume from their last epoch checkpoint.
@@ -19,7 +21,7 @@ import os
 import shutil
 import subprocess
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -139,6 +141,34 @@ def waves(plan: Plan, pending: Sequence[Trial], needed: set[str]) -> list[list[l
     return out
 
 
+def unit_waves(plan: Plan, tracker: Tracker, pending: Sequence[Trial], needed: set[str]
+               ) -> Iterator[list[list[str]]]:
+    """:func:`waves`, with sequential seeds one trial wave per look: each computed from the
+    store once the waves before it ended (the trials the design lets run now and that are not
+    finished; a trial is submitted once per ``bench run``)."""
+    fixed = waves(plan, pending, needed)
+    if plan.suite.seeds.sequential is None or not pending:
+        yield from fixed
+        return
+    from bench.execute.sequential import SequentialGate
+
+    gate = SequentialGate.of(plan)
+    assert gate is not None
+    yield from fixed[:-1]  # the stages
+    submitted: set[str] = set()
+    while True:
+        best = tracker.status_by_key()
+        todo = [t for t in pending if t.key not in submitted and gate.allows(best, t)
+                and not (t.key in best and best[t.key].status == FINISHED)]
+        if not todo:
+            return
+        submitted |= {t.key for t in todo}
+        by_cell: dict[str, list[str]] = {}
+        for t in todo:
+            by_cell.setdefault(t.cell.key, []).append(t.key)
+        yield list(by_cell.values())
+
+
 class PackTask:
     """What one array task runs: the run request restricted to a pack of unit keys (picklable:
     submitit sends it to the task as is)."""
@@ -224,7 +254,7 @@ def run_slurm(plan: Plan, tracker: Tracker, request: RunRequest, pending: Sequen
     size = max_array_size(spec)
     failed = 0
     leases = Leases(claims_uri_for(request.claims_uri, tracker.uri, request.output))
-    for i, wave in enumerate(waves(plan, pending, needed), 1):
+    for i, wave in enumerate(unit_waves(plan, tracker, pending, needed), 1):
         records = tracker.runs()
         done = {r.key for r in records if r.status == FINISHED}
         # units held by live tasks (e.g. of an earlier, interrupted submission) are not resubmitted
