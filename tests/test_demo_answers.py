@@ -53,6 +53,10 @@ def test_the_demo_gives_its_known_answers(base: int, tmp_path: Path, capsys,
     plan_text = capsys.readouterr().out
     assert "finished: 32/32 trials, 16/16 stages" in plan_text
     assert "replicated stages: SL ×4, SSL ×4" in plan_text
+    assert main(["status", str(SUITE), *sets, *out, "--cost"]) == 0
+    cost = capsys.readouterr().out
+    print(cost[cost.index("cost model on"):])  # the model's error per unit kind, out of sample
+    assert "  stage " in cost and "trials:linear_probe" in cost
     rep = tmp_path / "report"
     assert main(["report", str(SUITE), *sets, *out, "--report-dir", str(rep), "--format", "csv",
                  "--format", "markdown", "--format", "html", "--format", "latex"]) == 0

@@ -26,6 +26,7 @@ from bench.stats.sequential import (
     spent,
 )
 from bench.stats.welch import Moments
+from bench.track import FINISHED
 
 LOOKS = (10, 20, 35)
 FRACTIONS = tuple(n / 35 for n in LOOKS)
@@ -260,20 +261,26 @@ def test_sequential_looks_must_end_at_the_seed_count(tmp_path) -> None:
         suite_plan(suite)
 
 
+def _decided_suite(folder) -> object:
+    """The tiny suite's probe cells, 6 seeds in looks of 3, with a margin every accuracy
+    difference is within (1.0): equivalence is decided at the first look."""
+    suite = folder / "tiny.yaml"
+    text = TINY_SUITE.split("seeds:")[0].format(output=folder / "out")
+    text = text.replace("protocols: [ft, lp]", "protocols: [lp]")
+    suite.write_text(text + "seeds: {count: 6, vary: [head], sequential: {looks: [3, 6]}}\n"
+                     "contrasts:\n  - {a: rnd+sup+bt/lp, b: rnd+sup/lp, margin: 1.0}\n"
+                     "report: {metrics: [accuracy]}\n")
+    return suite
+
+
 def test_a_sequential_run_stops_decided_cells_and_reports_their_look(tmp_path, capsys) -> None:
-    """The tiny suite's probe cells with a margin every accuracy difference is within (1.0):
-    equivalence is decided at the first look, so the second look's trials never run; the rerun
+    """Equivalence decided at the first look: the second look's trials never run; the rerun
     finds nothing to do; plan and report say where the cells stopped."""
     import csv
 
     from bench.cli import main
 
-    suite = tmp_path / "tiny.yaml"
-    text = TINY_SUITE.split("seeds:")[0].format(output=tmp_path / "out")
-    text = text.replace("protocols: [ft, lp]", "protocols: [lp]")
-    suite.write_text(text + "seeds: {count: 6, vary: [head], sequential: {looks: [3, 6]}}\n"
-                     "contrasts:\n  - {a: rnd+sup+bt/lp, b: rnd+sup/lp, margin: 1.0}\n"
-                     "report: {metrics: [accuracy]}\n")
+    suite = _decided_suite(tmp_path)
     assert main(["run", str(suite), "--quiet"]) == 0
     out = capsys.readouterr().out
     assert "6 trial(s) run" in out and "6 not needed (sequential seeds" in out, out
@@ -335,3 +342,42 @@ def test_slurm_submits_one_trial_wave_per_look_and_only_for_open_cells(tmp_path)
             assert sum(len(g) for g in rest[0]) == 4  # seeds 3 and 4 of both cells
         else:
             assert rest == []  # decided (≈) at look 1: nothing more is submitted
+
+
+def test_a_killed_sequential_run_resumes_to_the_same_trials(tmp_path) -> None:
+    """SIGKILLed once a stage has finished, then run again: the finished trials are exactly
+    those of an uninterrupted run (look 1 of both cells), each finished once, same metrics."""
+    import signal
+    import time
+    from collections import Counter
+
+    from conftest import bench_process, suite_tracker
+
+    from bench.results import load_results
+
+    def finished(folder):
+        suite = folder / "tiny.yaml"
+        runs = suite_tracker(suite).runs()
+        per_key = Counter(r.key for r in runs if r.status == FINISHED and r.kind == "trial")
+        assert set(per_key.values()) == {1}
+        df = load_results(suite_plan(suite), suite_tracker(suite))
+        df = df[df["status"] == FINISHED]
+        return dict(zip(df["trial_key"], df["accuracy"].round(6), strict=True))
+
+    from bench.cli import main
+
+    ref = tmp_path / "ref"
+    ref.mkdir()
+    assert main(["run", str(_decided_suite(ref)), "--quiet"]) == 0  # uninterrupted
+    killed = tmp_path / "killed"
+    killed.mkdir()
+    suite = _decided_suite(killed)
+    proc = bench_process("run", str(suite), cwd=killed, env={"BENCH_PLAIN": "1"})
+    deadline = time.time() + 120
+    while not list((killed / "out" / "encoders").glob("*.pt")) and time.time() < deadline:
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=60)
+    proc = bench_process("run", str(suite), "--quiet", cwd=killed)
+    assert proc.wait(timeout=300) == 0
+    assert finished(killed) == finished(ref) and len(finished(ref)) == 6
