@@ -8,6 +8,7 @@ trial counts, as one JSON line; exits 1 when a verdict differs.
 
     python benchmarks/bench_sequential.py               # the whole demo (≈ 15 min on 2 cores)
     python benchmarks/bench_sequential.py --probe-half  # its linear-probe cells only
+    python benchmarks/bench_sequential.py --futility 0.1  # and a futility rule
 """
 
 from __future__ import annotations
@@ -50,6 +51,10 @@ def _verdicts(report: Path) -> dict[str, str]:
 def main() -> int:
     os.environ["BENCH_THREADS"] = "1"  # `make demo`'s numerics
     probe_half = "--probe-half" in sys.argv
+    design = SEQUENTIAL
+    if "--futility" in sys.argv:
+        futility = float(sys.argv[sys.argv.index("--futility") + 1])
+        design = design.replace("}", f", futility: {futility}}}")
     sets = ["--set", "seeds.count=10"]
     if probe_half:
         import yaml
@@ -61,11 +66,11 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="bench-seq-") as tmp:
         out = ["--output", str(Path(tmp) / "runs"), "--quiet"]
         t0 = time.perf_counter()
-        _bench("run", str(SUITE), *sets, "--set", SEQUENTIAL, *out, "--workers", "2")
+        _bench("run", str(SUITE), *sets, "--set", design, *out, "--workers", "2")
         t_seq = time.perf_counter() - t0
-        _bench("report", str(SUITE), *sets, "--set", SEQUENTIAL, *out[:2], "--report-dir",
+        _bench("report", str(SUITE), *sets, "--set", design, *out[:2], "--report-dir",
                str(Path(tmp) / "seq"), "--format", "csv")
-        plan_seq = _bench("plan", str(SUITE), *sets, "--set", SEQUENTIAL, *out[:2])
+        plan_seq = _bench("plan", str(SUITE), *sets, "--set", design, *out[:2])
         t0 = time.perf_counter()
         text_fixed = _bench("run", str(SUITE), *sets, *out)
         t_fixed_rest = time.perf_counter() - t0
@@ -77,7 +82,7 @@ def main() -> int:
     same = {k: seq[k].split(" @")[0] == fixed[k] for k in fixed}
     print(json.dumps({
         "benchmark": "sequential_seeds_on_the_demo", "probe_half": probe_half,
-        "looks": [4, 7, 10], "trials_fixed": total, "trials_sequential": total - rest,
+        "looks": [4, 7, 10], "design": design, "trials_fixed": total, "trials_sequential": total - rest,
         "saved": round(rest / total, 3), "sequential_run_s": round(t_seq, 1),
         "fixed_rest_s": round(t_fixed_rest, 1), "all_verdicts_equal": all(same.values()),
         "verdicts": {k: {"sequential": seq[k], "fixed": fixed[k]} for k in fixed},
