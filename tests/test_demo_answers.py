@@ -55,7 +55,8 @@ def test_the_demo_gives_its_known_answers(base: int, tmp_path: Path, capsys,
     assert "replicated stages: SL ×4, SSL ×4" in plan_text
     assert main(["status", str(SUITE), *sets, *out, "--cost"]) == 0
     cost = capsys.readouterr().out
-    print(cost[cost.index("cost model on"):])  # the model's error per unit kind, out of sample
+    with capsys.disabled():  # the model's error per unit kind, out of sample (shown with -s)
+        print("\n" + cost[cost.index("cost model on"):])
     assert "  stage " in cost and "trials:linear_probe" in cost
     rep = tmp_path / "report"
     assert main(["report", str(SUITE), *sets, *out, "--report-dir", str(rep), "--format", "csv",
