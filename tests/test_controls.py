@@ -21,8 +21,9 @@ from bench.cli import main
 from bench.config.schema import ControlSpec
 
 SUITE = Path(__file__).resolve().parents[1] / "suites" / "controls.yaml"
-# the shipped controls with fewer seeds and epochs (the planted effect stays large)
-SMALL = ["seeds.count=3", "protocols.lp.epochs=3", "stages.SL.epochs=5"]
+# the shipped controls with fewer seeds and epochs (the planted effect stays large), on one
+# thread (test processes share the cores)
+SMALL = ["seeds.count=3", "protocols.lp.epochs=3", "stages.SL.epochs=3", "threads=1"]
 
 
 @pytest.mark.parametrize(("expect", "passes"), [

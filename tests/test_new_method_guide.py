@@ -48,7 +48,8 @@ def test_simsiam_example_loss_and_learning() -> None:
 def test_guide_suite_runs(tmp_path: Path, monkeypatch, capsys) -> None:
     monkeypatch.chdir(ROOT)  # the suite names the method file relative to the repository
     suite = "examples/new_method.yaml"
-    out = ["--output", str(tmp_path / "runs"), "--set", "seeds.count=3"]
+    out = ["--output", str(tmp_path / "runs"), "--set", "seeds.count=3",
+           "--set", "threads=1"]  # one thread: test processes share the cores
     assert main(["run", suite, "--profile", "smoke", *out]) == 0
     assert "5 stage(s) trained" in capsys.readouterr().out  # base + 2 replicates of each method
     rep = tmp_path / "rep"

@@ -32,7 +32,7 @@ def test_the_two_study_suites_differ_only_in_their_target_data() -> None:
 @pytest.mark.slow
 def test_the_synthetic_study_runs_and_reports(tmp_path: Path, capsys) -> None:
     # its kNN half, with the smoke profile (2 pre-training runs per method, 1 epoch, 2 seeds)
-    out = ["--output", str(tmp_path / "runs"), "--profile", "smoke",
+    out = ["--output", str(tmp_path / "runs"), "--profile", "smoke", "--set", "threads=1",
            "--set", "grid.protocols=[knn]", "--set", "contrasts=[{a: tiny+base+simsiam/knn, "
            "b: tiny+base+bt/knn, family: new}]"]
     assert main(["run", str(SYNTHETIC), *out, "-q"]) == 0
