@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from bench.analysis import Analysis
-from bench.analysis.cells import arm
+from bench.analysis.cells import arm, cell_frames
 from bench.config.protocols import a_better_if_above
 from bench.errors import BenchError
 from bench.plan import Plan
@@ -109,8 +109,10 @@ def compare(tasks: list[Task], metrics: list[str], resamples: int = RESAMPLES,
 def _compare(tasks: list[Task], cells_of: list[dict], protocol: str, methods: list[str],
              metric: str, resamples: int, seed: int) -> MetricComparison:
     names = [t.name for t in tasks]
-    runs = {t.name: {e: arm(t.plan, t.results, cells[e].cell, metric).unit_values()
-                     for e in methods} for t, cells in zip(tasks, cells_of, strict=True)}
+    frames = {t.name: cell_frames(t.results) for t in tasks}
+    runs = {t.name: {e: arm(t.plan, t.results, cells[e].cell, metric, frames[t.name])
+                     .unit_values() for e in methods}
+            for t, cells in zip(tasks, cells_of, strict=True)}
     up = a_better_if_above(metric)
     norm = min_max_normalise(runs, up)
     per_method = {e: [norm[t][e] for t in names] for e in methods}

@@ -24,6 +24,7 @@ class SequentialGate:
         self.metrics = plan.suite.report.metrics
         self._keys = {t.key for t in plan.trials}
         self._seen: frozenset | None = None
+        self._best: dict[str, RunRecord] | None = None
         self._state: State | None = None
 
     @classmethod
@@ -34,6 +35,9 @@ class SequentialGate:
 
     def state(self, best: dict[str, RunRecord]) -> State:
         """The design's state given the best run of each key."""
+        if best is self._best and self._state is not None:  # the same snapshot: no change
+            return self._state
+        self._best = best
         seen = frozenset((k, r.status) for k, r in best.items() if k in self._keys)
         if self._state is None or seen != self._seen:
             plan = self.plan
