@@ -381,3 +381,14 @@ def test_a_killed_sequential_run_resumes_to_the_same_trials(tmp_path) -> None:
     proc = bench_process("run", str(suite), "--quiet", cwd=killed)
     assert proc.wait(timeout=300) == 0
     assert finished(killed) == finished(ref) and len(finished(ref)) == 6
+
+
+def test_a_killed_trial_keeps_its_look_open_and_a_failed_one_does_not(tmp_path) -> None:
+    """A KILLED run is redone, so nothing may be decided without it; a FAILED one is lost."""
+    plan = _plan(tmp_path, "contrasts:\n  - {a: rnd+sup+bt/lp, b: rnd+sup/lp}\n", "[lp]")
+    values = {"rnd+sup+bt/lp": [0.90, 0.9001], "rnd+sup/lp": [0.10, 0.1001]}
+    for status, complete in (("KILLED", 0), ("FAILED", 1)):
+        df = _frame(plan, values)
+        df.loc[df.index[-1], "status"] = status
+        state = run_looks(plan, df, design_of(plan), lambda res: _rows(plan, res))
+        assert state.complete == complete, status

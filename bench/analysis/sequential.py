@@ -19,9 +19,10 @@ For replicate-level evidence the fractions are seeds per encoder, which understa
 of the information the early looks hold (the replicate means vary with the pre-training too):
 the design then spends its α later than planned, which is conservative.
 
-A look is *complete* when every trial it needs (cells still open) has a run that ended
-(finished, failed or killed); decisions are taken at complete looks only, so what runs next is
-a function of the finished trials, the same in every worker and after any resume.
+A look is *complete* when every trial it needs (cells still open) has finished or failed (a
+killed trial is redone, so its look waits for it); decisions are taken at complete looks only,
+so what runs next is a function of the ended trials, the same in every worker and after any
+resume.
 """
 
 from __future__ import annotations
@@ -35,11 +36,11 @@ import pandas as pd
 from bench.analysis.verdicts import BETTER, EQUIVALENT, WORSE, ContrastRow, decide
 from bench.plan import Plan, Trial
 from bench.stats.sequential import conditional_power, repeated_ci, repeated_p
-from bench.track import FAILED, FINISHED, KILLED
+from bench.track import FAILED, FINISHED
 
 FUTILE = "futile"
 SPENDING_NAMES = {"obrien_fleming": "O'Brien–Fleming", "pocock": "Pocock"}
-ENDED = (FINISHED, FAILED, KILLED)
+ENDED = (FINISHED, FAILED)
 
 
 @dataclass(frozen=True)
