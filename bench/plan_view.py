@@ -71,9 +71,11 @@ def describe_plan(plan: Plan, status: Mapping[str, RunRecord] | None, trials: bo
     lines.append("")
     lines.append(f"finished: {done_total}/{len(plan.trials)} trials, "
                  f"{len(plan.stages) - len(pending_stages)}/{len(plan.stages)} stages")
-    lines += sequential_lines(plan, status)
+    gate = _gate(plan)
+    lines += sequential_lines(plan, status, gate)
     if not unread:
-        lines += time_lines(plan, status, calibrations)
+        skip = {t.key for t in gate.stopped(dict(status), plan.trials)} if gate else set()
+        lines += time_lines(plan, status, calibrations, skip)
     pend_stage_cost = sum(stage_cost(plan, s) for s in pending_stages)
     if plan.missing:
         lines.append("")
@@ -157,16 +159,22 @@ def _block(value):
     return value
 
 
-def sequential_lines(plan: Plan, status: Mapping[str, RunRecord]) -> list[str]:
-    """With sequential seeds: the looks, how many are complete, which cells stopped and how
-    many trials will therefore not run ([] for a fixed number of seeds)."""
-    seq = plan.suite.seeds.sequential
-    if seq is None:
-        return []
+def _gate(plan: Plan):
+    """The suite's :class:`bench.execute.sequential.SequentialGate`, or None without
+    sequential seeds (imported only then: it needs scipy.stats)."""
+    if plan.suite.seeds.sequential is None:
+        return None
     from bench.execute.sequential import SequentialGate
 
-    gate = SequentialGate.of(plan)
-    assert gate is not None
+    return SequentialGate.of(plan)
+
+
+def sequential_lines(plan: Plan, status: Mapping[str, RunRecord], gate) -> list[str]:
+    """With sequential seeds (``gate``): the looks, how many are complete, which cells stopped
+    and how many trials will therefore not run ([] for a fixed number of seeds)."""
+    seq = plan.suite.seeds.sequential
+    if seq is None or gate is None:
+        return []
     state = gate.state(dict(status))
     stopped = [n for n, k in state.stop.items() if k is not None and k < len(seq.looks) - 1]
     never = len(gate.stopped(dict(status), plan.trials))
@@ -179,20 +187,14 @@ def sequential_lines(plan: Plan, status: Mapping[str, RunRecord]) -> list[str]:
     return out
 
 
-def time_lines(plan: Plan, status: Mapping[str, RunRecord],
-               calibrations: Path | None) -> list[str]:
-    """Expected hours of the remaining units, per unit kind and in all, by the rates of this
-    store's finished units and by each ``bench calibrate`` device class in ``calibrations``."""
+def time_lines(plan: Plan, status: Mapping[str, RunRecord], calibrations: Path | None,
+               skip: set[str]) -> list[str]:
+    """Expected hours of the remaining units (but the trials in ``skip``, which sequential
+    seeds will not run), per unit kind and in all, by the rates of this store's finished units
+    and by each ``bench calibrate`` device class in ``calibrations``."""
     from bench.plan.rates import Rates, finished_units, fit, pending_units
 
     done = {k for k, r in status.items() if r.status == FINISHED}
-    skip: set[str] = set()
-    if plan.suite.seeds.sequential is not None and status:  # trials the design will not run
-        from bench.execute.sequential import SequentialGate
-
-        gate = SequentialGate.of(plan)
-        assert gate is not None
-        skip = {t.key for t in gate.stopped(dict(status), plan.trials)}
     todo = pending_units(plan, done, skip)
     sources: list[tuple[str, Rates]] = []
     finished = finished_units(plan, status)

@@ -148,6 +148,12 @@ def _sequential_row(row: ContrastRow, look: int, design: Design, p_seq: float,
     return row
 
 
+def _lowest(best: dict[int, float], i: int, p: float) -> None:
+    """Keep the smallest finite p-value of row ``i`` over the looks (NaN until there is one)."""
+    if math.isfinite(p):
+        best[i] = min(best.get(i, math.inf), p)
+
+
 def _futile(row: ContrastRow, nominal_p: float, look: int, design: Design) -> bool:
     if design.futility is None or row.margin is not None or row.degenerate \
             or not math.isfinite(nominal_p) or look == len(design.looks) - 1:
@@ -168,8 +174,7 @@ def run_looks(plan: Plan, results: pd.DataFrame, design: Design, rows_of: RowsOf
     rows: list[ContrastRow] = []
     members: dict[str, list[int]] = {n: [] for n in names}
     for k in range(len(design.looks)):
-        seeds = {n: state.seeds_of(n) if state.stop[n] is not None else design.looks[k]
-                 for n in names}
+        seeds = planned_seeds(state)  # look k's for open cells, the stopping look's else
         complete = _complete(plan, results, seeds)
         if not complete and k > 0:
             break
@@ -183,13 +188,11 @@ def run_looks(plan: Plan, results: pd.DataFrame, design: Design, rows_of: RowsOf
             if i in state.decided:
                 continue
             nominal[i] = r.primary.p
-            rep = repeated_p(r.primary.p, k, design.fractions, design.spending, _sides(r))
-            best_p[i] = min(best_p.get(i, math.inf), rep) if math.isfinite(rep) else \
-                best_p.get(i, math.nan)
+            _lowest(best_p, i, repeated_p(r.primary.p, k, design.fractions, design.spending,
+                                          _sides(r)))
             if r.margin is not None:
-                rt = repeated_p(r.tost_p, k, design.fractions, design.spending, 1)
-                best_tost[i] = min(best_tost.get(i, math.inf), rt) if math.isfinite(rt) else \
-                    best_tost.get(i, math.nan)
+                _lowest(best_tost, i, repeated_p(r.tost_p, k, design.fractions,
+                                                 design.spending, 1))
         rows = [rows[i] if i in state.decided else
                 _sequential_row(r, k, design, best_p.get(i, math.nan),
                                 best_tost.get(i, math.nan)) for i, r in enumerate(fresh)]

@@ -23,7 +23,7 @@ from torch import nn
 from bench.models.registry import seeded_backbone
 from bench.plan import Plan
 from bench.plan.cost import TRAIN
-from bench.plan.rates import Rates
+from bench.plan.rates import Rates, trial_kind
 from bench.train.loop import autocast
 
 
@@ -45,7 +45,7 @@ def examples(plan: Plan) -> list[Example]:
                                         s.spec.batch_size, True))
     for c in plan.cells:
         spec = c.spec
-        ex = Example(f"trials:{spec.kind}", inits[c.init].arch, spec.image_size,
+        ex = Example(trial_kind(c), inits[c.init].arch, spec.image_size,
                      spec.batch_size, spec.trains_encoder)
         out.setdefault(ex.kind, ex)
         if spec.lr_search.method != "fixed":

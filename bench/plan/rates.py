@@ -81,6 +81,7 @@ class Rates:
 
 
 def trial_kind(cell: Cell) -> str:
+    """The unit kind of a cell's trials: ``trials:<protocol kind>``."""
     return f"trials:{cell.spec.kind}"
 
 

@@ -54,14 +54,12 @@ def strip_plot(data: ReportData, results: pd.DataFrame, metric: str) -> str:
         iqr = q3 - q1
         w_lo, w_hi = g[g >= q1 - 1.5 * iqr].min(), g[g <= q3 + 1.5 * iqr].max()
         y, h = plot.y(row), ROW_H * 0.6
-        plot.add(f'<line x1="{plot.x(w_lo):.1f}" y1="{y:.1f}" x2="{plot.x(q1):.1f}" '
-                 f'y2="{y:.1f}" stroke="#333"/><line x1="{plot.x(q3):.1f}" y1="{y:.1f}" '
-                 f'x2="{plot.x(w_hi):.1f}" y2="{y:.1f}" stroke="#333"/>')
+        plot.hline(row, w_lo, q1, "#333", width=1.0)  # whiskers
+        plot.hline(row, q3, w_hi, "#333", width=1.0)
         plot.add(f'<rect x="{plot.x(q1):.1f}" y="{y - h / 2:.1f}" '
                  f'width="{max(plot.x(q3) - plot.x(q1), 0.5):.1f}" height="{h:.1f}" '
                  'fill="none" stroke="#333"/>')
-        plot.add(f'<line x1="{plot.x(med):.1f}" y1="{y - h / 2:.1f}" x2="{plot.x(med):.1f}" '
-                 f'y2="{y + h / 2:.1f}" stroke="#ff7f0e" stroke-width="1.5"/>')
+        plot.vline(med, y - h / 2, y + h / 2, "#ff7f0e", 1.5)
         plot.dots(g, y + rng.uniform(-0.15, 0.15, len(g)) * ROW_H, "#1f77b4")
     return plot.svg()
 
@@ -80,19 +78,16 @@ def forest_plot(data: ReportData, metric: str) -> str:
     ends += [0.0] + [m for r in rows if r.margin for m in (-r.margin, r.margin)]
     lo, hi = span(ends)
     plot = RowPlot([r.label for r in rows], lo, hi, f"Δ {metric} (A − B), 95 % CI")
-    plot.add(f'<line x1="{plot.x(0):.1f}" y1="{plot.top:.1f}" x2="{plot.x(0):.1f}" '
-             f'y2="{plot.top + plot.height:.1f}" stroke="#000" stroke-width="0.8"/>')
+    plot.vline(0.0, plot.top, plot.top + plot.height, "#000", 0.8)
     for i, (r, c) in enumerate(zip(rows, cases, strict=True)):
         col = VERDICT_COLOURS.get(r.verdict, "#7f7f7f")
         d, a, b = r.primary.delta, r.primary.ci_low, r.primary.ci_high
         if math.isfinite(d):
             a_end, b_end = (a if math.isfinite(a) else lo), (b if math.isfinite(b) else hi)
-            y = plot.y(i)
             marker = ' marker-start="url(#open)"' if not math.isfinite(a) else ""
             marker += ' marker-end="url(#open)"' if not math.isfinite(b) else ""
-            plot.add(f'<line x1="{plot.x(a_end):.1f}" y1="{y:.1f}" x2="{plot.x(b_end):.1f}" '
-                     f'y2="{y:.1f}" stroke="{col}" stroke-width="1.5"{marker}/>')
-            plot.add(f'<circle cx="{plot.x(d):.1f}" cy="{y:.1f}" r="3.5" fill="{col}">'
+            plot.hline(i, a_end, b_end, col, extra=marker)
+            plot.add(f'<circle cx="{plot.x(d):.1f}" cy="{plot.y(i):.1f}" r="3.5" fill="{col}">'
                      f"<title>{escape(r.shown_verdict)}: Δ {d:.4g}</title></circle>")
         if c is not None and math.isfinite(c.delta):
             plot.hline(i + 0.3, c.ci_low if math.isfinite(c.ci_low) else lo,
@@ -100,8 +95,7 @@ def forest_plot(data: ReportData, metric: str) -> str:
         if r.margin is not None:
             y = plot.y(i)
             for m in (-r.margin, r.margin):
-                plot.add(f'<line x1="{plot.x(m):.1f}" y1="{y - 6:.1f}" x2="{plot.x(m):.1f}" '
-                         f'y2="{y + 6:.1f}" stroke="#1f77b4" stroke-width="1.5"/>')
+                plot.vline(m, y - 6, y + 6, "#1f77b4", 1.5)
     return plot.svg()
 
 

@@ -56,11 +56,22 @@ class RowPlot:
     def add(self, element: str) -> None:
         self.parts.append(element)
 
+    def line(self, x1: float, y1: float, x2: float, y2: float, colour: str = "#333",
+             width: float = 1.0, extra: str = "") -> None:
+        """A line between two points in pixels (``extra``: more attributes)."""
+        self.add(f'<line x1="{x1:.1f}" y1="{y1:.1f}" x2="{x2:.1f}" y2="{y2:.1f}" '
+                 f'stroke="{colour}" stroke-width="{width}"{extra}/>')
+
     def hline(self, row: float, a: float, b: float, colour: str, dash: str = "",
-              width: float = 1.5) -> None:
-        extra = f' stroke-dasharray="{dash}"' if dash else ""
-        self.add(f'<line x1="{self.x(a):.1f}" y1="{self.y(row):.1f}" x2="{self.x(b):.1f}" '
-                 f'y2="{self.y(row):.1f}" stroke="{colour}" stroke-width="{width}"{extra}/>')
+              width: float = 1.5, extra: str = "") -> None:
+        """A horizontal line at ``row`` from data x ``a`` to ``b``."""
+        extra = (f' stroke-dasharray="{dash}"' if dash else "") + extra
+        y = self.y(row)
+        self.line(self.x(a), y, self.x(b), y, colour, width, extra)
+
+    def vline(self, v: float, y1: float, y2: float, colour: str, width: float = 1.0) -> None:
+        """A vertical line at data x ``v`` from pixel y ``y1`` to ``y2``."""
+        self.line(self.x(v), y1, self.x(v), y2, colour, width)
 
     def dots(self, xs: np.ndarray, ys: np.ndarray, colour: str, size: float = 4.0,
              opacity: float = 0.6) -> None:
