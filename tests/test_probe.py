@@ -17,6 +17,8 @@ from bench.train.probe_bank import bank_eligible, run_probe_bank
 
 CPU = torch.device("cpu")
 CLASSES = ["a", "b", "c"]
+SMOOTH = {"ece", "brier", "nll"}
+"""Metrics of the probabilities' values, not only of their order."""
 
 
 def _sets(n_train: int = 48):
@@ -47,7 +49,12 @@ def test_headbank_equals_separate_runs(kw: dict) -> None:
         single, = protocol_for("linear_probe").run(seeded_backbone("tiny_resnet_w8", 0), proto,
                                                    train, test, CLASSES, [s], CPU, None)
         assert np.abs(single.head - b.head).max() < 1e-5
-        assert single.metrics == b.metrics
+        # counts equal exactly; the probability-based metrics to the heads' float32 rounding
+        # (a batched matmul over 35 heads may sum in another order than one head's)
+        assert {k: single.metrics[k] for k in SMOOTH} == pytest.approx(
+            {k: b.metrics[k] for k in SMOOTH}, rel=1e-6, abs=1e-9)
+        assert {k: v for k, v in single.metrics.items() if k not in SMOOTH} == \
+            {k: v for k, v in b.metrics.items() if k not in SMOOTH}
         assert np.abs(single.probs - b.probs).max() < 1e-5
     assert len({round(r.metrics["f1_weighted"], 6) for r in bank}) > 1  # the heads differ
 
