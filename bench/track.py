@@ -17,7 +17,7 @@ import platform
 import re
 import subprocess
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass
 from functools import cache
@@ -247,10 +247,10 @@ class Tracker:
 
     # ---------------------------------------------------------------- queries
     def runs(self, kind: str | None = None, key: str | None = None, status: str | None = None,
-             ended_since: int | None = None) -> list[RunRecord]:
+             ended_since: int | None = None, exclude: Collection[str] = ()) -> list[RunRecord]:
         """Every bench run of the experiment, oldest first — optionally only one kind, one key,
-        one status, or those that ended at or after ``ended_since`` (ms). Deleted runs (claims
-        that lost) are not listed."""
+        one status, or those that ended at or after ``ended_since`` (ms); never the runs whose
+        ids are in ``exclude``. Deleted runs (claims that lost) are not listed."""
         filt = "tags.`bench.key` != ''"
         if kind:
             filt = f"tags.`bench.kind` = '{kind}'"
@@ -260,6 +260,8 @@ class Tracker:
             filt += f" and attributes.status = '{status}'"
         if ended_since is not None:
             filt += f" and attributes.end_time >= {int(ended_since)}"
+        if exclude:
+            filt += f" and attributes.run_id NOT IN ({', '.join(map(repr, sorted(exclude)))})"
         out: list[RunRecord] = []
         token = None
         while True:
@@ -315,11 +317,18 @@ class Tracker:
 
     def log_metrics(self, run_id: str, metrics: Mapping[str, float], step: int = 0) -> None:
         """Log several metrics at one step (NaN values are skipped)."""
+        self.log_points(run_id, [(k, v, step) for k, v in metrics.items()])
+
+    def log_series(self, run_id: str, series: Mapping[str, Sequence[float]]) -> None:
+        """Stepped metrics (a loss per epoch, an LR-finder curve): value i at step i."""
+        self.log_points(run_id, [(k, v, i) for k, vs in series.items() for i, v in enumerate(vs)])
+
+    def log_points(self, run_id: str, points: Iterable[tuple[str, float, int]]) -> None:
+        """Metric values ``(name, value, step)``, 1,000 a call (NaN values are skipped)."""
         from mlflow.entities import Metric
 
         now = int(time.time() * 1000)
-        items = [Metric(metric_name(k), float(v), now, step) for k, v in metrics.items()
-                 if v == v]
+        items = [Metric(metric_name(k), float(v), now, step) for k, v, step in points if v == v]
         for i in range(0, len(items), 1000):
             self.client.log_batch(run_id, metrics=items[i:i + 1000])
 

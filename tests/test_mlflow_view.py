@@ -47,6 +47,12 @@ def test_a_run_reads_in_mlflow_as_its_users_expect(tiny_suite: Path) -> None:
         got = {d.dataset.name: (d.dataset.digest, d.tags[0].value) for d in inputs}
         assert got == {"tgt:train": (r.tags[Tag.MANIFEST_PREFIX + "tgt:train"][:36], "training"),
                        "tgt:test": (r.tags[Tag.MANIFEST_PREFIX + "tgt:test"][:36], "test")}
+    # each epoch's loss, step by step (written in batches: bench.execute.curves)
+    for r in runs["trial"]:
+        assert [m.step for m in client.get_metric_history(r.run_id, "train_loss")] == [0]
+    bt = next(r for r in runs["stage"] if r.tags[Tag.STAGE] == "bt")
+    assert {k: [m.step for m in client.get_metric_history(bt.run_id, k)]
+            for k in ("warmup_loss", "train_loss")} == {"warmup_loss": [0], "train_loss": [1]}
     stage_inputs = client.get_run(runs["stage"][0].run_id).inputs.dataset_inputs
     assert [(d.dataset.name, d.tags[0].value) for d in stage_inputs] == [("src:train",
                                                                           "pretraining")]
@@ -116,3 +122,30 @@ def test_a_dataset_logged_by_two_runs_at_once_never_fails_a_run(tmp_path: Path,
     monkeypatch.setattr(tracker.client, "log_inputs", always)
     tracker.log_datasets(run, [entry])  # no exception: a warning
     assert "its datasets were not logged (the store is gone)" in caplog.text
+
+
+def test_epoch_losses_are_written_in_batches_and_all_when_the_run_ends() -> None:
+    from bench.execute.curves import Curves
+
+    class Store:  # the one Tracker method Curves calls
+        def __init__(self) -> None:
+            self.writes: list[tuple[str, list]] = []
+
+        def log_points(self, run_id: str, points: list) -> None:
+            self.writes.append((run_id, list(points)))
+
+    store = Store()
+    slow = Curves(store, every=3600.0)  # type: ignore[arg-type]
+    for epoch in range(5):
+        slow.add("r1", "train_loss", 1.0 / (epoch + 1), epoch)
+    slow.add("r2", "warmup_loss", 2.0, 0)
+    assert store.writes == []  # within the interval: held back
+    slow.flush("r1")
+    assert store.writes == [("r1", [("train_loss", 1.0 / (e + 1), e) for e in range(5)])]
+    slow.flush("r1")  # nothing left: no write
+    slow.flush("r2")
+    assert store.writes[1:] == [("r2", [("warmup_loss", 2.0, 0)])]
+    live = Curves(store, every=0.0)  # type: ignore[arg-type]
+    live.add("r3", "train_loss", 0.5, 0)
+    live.add("r3", "train_loss", 0.25, 1)
+    assert store.writes[2:] == [("r3", [("train_loss", 0.5, 0)]), ("r3", [("train_loss", 0.25, 1)])]

@@ -239,6 +239,7 @@ def test_waves_follow_the_dag(tiny_suite: Path) -> None:
 def test_requeue_releases_the_task_claims(tiny_suite: Path) -> None:
     submitit = pytest.importorskip("submitit")
     from bench.execute import slurm
+    from bench.execute.curves import Curves
     from bench.execute.runners import UnitRunner
 
     tracker = _tracker(tiny_suite)
@@ -249,6 +250,7 @@ def test_requeue_releases_the_task_claims(tiny_suite: Path) -> None:
         runner = UnitRunner.__new__(UnitRunner)
 
     Fake.runner.claims, Fake.runner.tracker, Fake.runner.heartbeat = mine, tracker, None
+    Fake.runner.curves = Curves(tracker)
     Fake.runner._open = {claim.run_id: claim.lease}
 
     from bench.execute.request import RunRequest
@@ -323,10 +325,23 @@ def test_store_view_refreshes_incrementally_and_equals_a_full_read(tiny_suite: P
     new = mine.claim("trial", "c", "c").run_id  # a new claim appears
     lost = tracker.start("trial", "d", "d")
     tracker.delete_run(lost)  # a claim that lost is deleted
+    searches: list[set[str]] = []  # the ids each of the view's searches returned
+    runs = tracker.runs
+
+    def counted(*args, **kwargs):
+        out = runs(*args, **kwargs)
+        searches.append({r.run_id for r in out})
+        return out
+
+    tracker.runs = counted  # type: ignore[method-assign]
     seen = view.refresh()
+    tracker.runs = runs  # type: ignore[method-assign]
     assert view._last_full > 0 and state(seen) == state(tracker.runs())
     assert state(seen) == {done: FINISHED, held: KILLED, new: RUNNING}
     assert [r.run_id for r in seen] == [r.run_id for r in tracker.runs()]  # oldest first
+    # incremental: the RUNNING runs, then the newly ended one; the run read FINISHED before
+    # (within the clock margin) is not read again
+    assert searches == [{new}, {held}]
 
 
 def test_a_store_is_created_whole_or_not_at_all(tmp_path: Path) -> None:

@@ -25,7 +25,7 @@ from bench.stats.sequential import (
     repeated_p,
     spent,
 )
-from bench.stats.welch import Moments
+from bench.stats.twosample import Moments
 from bench.track import FINISHED
 
 LOOKS = (10, 20, 35)

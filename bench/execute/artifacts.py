@@ -217,8 +217,9 @@ class Artifacts:
     # ------------------------------------------------------------------ trials
     def log_curve(self, run_id: str, curve: tuple[list[float], list[float]]) -> None:
         """The LR finder's (lr, loss) curve as two stepped metrics."""
-        for i, (lr, loss) in enumerate(zip(*curve, strict=True)):
-            self.tracker.log_metrics(run_id, {"lr_finder_lr": lr, "lr_finder_loss": loss}, i)
+        lrs, losses = curve
+        assert len(lrs) == len(losses)
+        self.tracker.log_series(run_id, {"lr_finder_lr": lrs, "lr_finder_loss": losses})
 
     def log_trial(self, trial: Trial, run_id: str, result: TrialResult,
                   classes: list[str]) -> None:
@@ -227,8 +228,7 @@ class Artifacts:
                    if not isinstance(v, list)}
         metrics["max_lr"] = result.max_lr
         self.tracker.log_metrics(run_id, metrics)
-        for i, loss in enumerate(result.history):
-            self.tracker.log_metrics(run_id, {"train_loss": loss}, step=i)
+        self.tracker.log_series(run_id, {"train_loss": result.history})
         if result.lr_curve is not None:
             self.log_curve(run_id, result.lr_curve)
         folder = self.tmp / trial.key

@@ -20,6 +20,7 @@ from bench.data.loader import ImageSet
 from bench.data.store import ImageStore
 from bench.execute.artifacts import Artifacts
 from bench.execute.claims import ClaimRequest, Claims, Heartbeat
+from bench.execute.curves import Curves
 from bench.execute.leases import Lease, LeaseLost
 from bench.execute.run_view import acting, study_name, trial_run_name
 from bench.execute.scheduler import RunSummary, search_key
@@ -59,11 +60,11 @@ class UnitRunner:
         self.output = output
         self.images = images
         self.device = device
-        self.progress = progress
-        self.say = progress.say
+        self.progress, self.say = progress, progress.say
         self.claims = claims
         self.stop = stop
         self.artifacts = Artifacts(plan, tracker, output)
+        self.curves = Curves(tracker)
         self.heartbeat: Heartbeat | None = None
         self.counter = 0
         self.total = 0
@@ -81,8 +82,8 @@ class UnitRunner:
         return f"[{self.counter}/{self.total}, eta {self.eta}]"
 
     def _claim(self, units: list[tuple[ClaimRequest, dict[str, str]]]) -> list[str | None]:
-        """Claim units together (one transaction takes their leases); hold and label the
-        won ones."""
+        """Claim units together (one transaction takes their leases); hold the won ones and
+        log their params."""
         claims = self.claims.claim_many([u for u, _ in units])
         for claim, (_, params) in zip(claims, units, strict=True):
             if claim is not None:
@@ -100,6 +101,7 @@ class UnitRunner:
         worker's, else :class:`LeaseLost` (nothing written). Another status releases the lease
         first and is not written when the lease was lost (its taker has ended the run)."""
         lease = self._open.pop(run_id, None)
+        self.curves.flush(run_id)
         if self.heartbeat is not None:
             self.heartbeat.release(run_id)
         leases = self.claims.leases
@@ -152,12 +154,12 @@ class UnitRunner:
             on_fail(reason)
 
     def _epoch_hook(self, run_id: str, label: str, total: int, phases: bool = False):
-        """Per epoch: log the loss, show progress (with the phase when ``phases``), and stop
-        here when a stop was requested."""
+        """Per epoch: note the loss, show progress (the phase too when ``phases``), stop here
+        when a stop was requested."""
         done = [0]
 
         def on_epoch(phase: str, epoch: int, loss: float) -> None:
-            self.tracker.log_metrics(run_id, {f"{phase}_loss": loss}, step=epoch)
+            self.curves.add(run_id, f"{phase}_loss", loss, epoch)
             done[0] += 1
             self.progress.epoch(f"{label} ({phase})" if phases else label, done[0], total, loss)
             if self.heartbeat is not None:

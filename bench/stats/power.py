@@ -15,7 +15,7 @@ import math
 import numpy as np
 from scipy import special
 
-from bench.stats.welch import Moments, welch_df
+from bench.stats.twosample import Moments, welch_df
 
 
 def _cdf(df: np.ndarray, nc: np.ndarray, x: np.ndarray) -> np.ndarray:
