@@ -7,7 +7,7 @@ from pathlib import Path
 
 from bench.config.names import parse_ref
 from bench.plan import Plan
-from bench.plan.cost import TRAIN, stage_cost, stage_images, trial_cost
+from bench.plan.cost import TRAIN, stage_cost, stage_images, trial_cost, unsized
 from bench.plan.plugins import load_plugins
 from bench.track import FINISHED, RunRecord
 
@@ -37,10 +37,13 @@ def describe_plan(plan: Plan, status: Mapping[str, RunRecord] | None, trials: bo
     lines.extend(f"plugin {p}" for p in load_plugins())
     lines.append("")
     lines.append("datasets:")
-    unread = set(plan.unread)
+    unread, unknown = set(plan.unread), unsized(plan)
     for name, ds in plan.datasets.items():
         if name in unread:
-            lines.append(f"  {name:<20} cannot be read (see the missing inputs below)")
+            sizes = ds.spec.declared_sizes()
+            lines.append(f"  {name:<20} cannot be read (see the missing inputs below)" + (
+                f"; declares {ds.spec.images} images: "
+                + ", ".join(f"{p} {n}" for p, n in sizes.items()) if sizes else ""))
             continue
         parts = ", ".join(f"{p} {len(ds.part(p))}" for p in ds.parts)
         lines.append(f"  {name:<20} {len(ds.records)} images, {len(ds.classes)} classes: {parts}")
@@ -48,7 +51,8 @@ def describe_plan(plan: Plan, status: Mapping[str, RunRecord] | None, trials: bo
         lines.append("")
         lines.append("stages (pre-training):")
         for s in plan.stages:
-            n = "?" if unread & {parse_ref(r)[0] for r in s.spec.data} else stage_images(plan, s)
+            n = "?" if set(unknown) & {parse_ref(r)[0] for r in s.spec.data} \
+                else stage_images(plan, s)
             epochs = s.spec.warmup_epochs + s.spec.epochs
             lines.append(f"  {st(s.key):<9} {s.display:<40} {s.spec.method:<14} {n} images × "
                          f"{epochs} epochs  key {s.key[:12]}")
@@ -73,7 +77,7 @@ def describe_plan(plan: Plan, status: Mapping[str, RunRecord] | None, trials: bo
                  f"{len(plan.stages) - len(pending_stages)}/{len(plan.stages)} stages")
     gate = _gate(plan)
     lines += sequential_lines(plan, status, gate)
-    if not unread:
+    if not unknown:
         skip = {t.key for t in gate.stopped(dict(status), plan.trials)} if gate else set()
         lines += time_lines(plan, status, calibrations, skip)
     pend_stage_cost = sum(stage_cost(plan, s) for s in pending_stages)
@@ -82,13 +86,15 @@ def describe_plan(plan: Plan, status: Mapping[str, RunRecord] | None, trials: bo
         lines.append(f"missing inputs ({len(plan.missing)}): keys shown are provisional until "
                      "these are in place")
         lines += [f"  - {m}" for m in plan.missing]
-    if unread:
-        lines.append("remaining cost: unknown until the missing data are in place")
+    if unknown:
+        lines.append("remaining cost: unknown until the missing data are in place (or until "
+                     f"datasets {', '.join(unknown)} declare their `images`)")
     else:
         lines.append(f"remaining cost ≈ {(pend_stage_cost + eval_cost) / 1e6:.2f} M image "
                      f"forward passes ({pend_stage_cost / 1e6:.2f} M pre-training, "
                      f"{eval_cost / 1e6:.2f} M evaluation; a training pass counts "
-                     f"as {TRAIN:g})")
+                     f"as {TRAIN:g})" + (f", by the image counts that datasets "
+                                         f"{', '.join(sorted(unread))} declare" if unread else ""))
     return "\n".join(lines)
 
 

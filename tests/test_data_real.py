@@ -62,6 +62,25 @@ def test_isic2019_star_split_counts_exactly(shared_data: Path) -> None:
     assert other.manifest_hash("train") != ds.manifest_hash("train")
 
 
+def test_the_shipped_suites_declare_what_the_real_files_hold(shared_data: Path) -> None:
+    """The `images` the paper suites declare equal what bench's readers count on the official
+    files: ISIC 2019's ground truth and metadata (images not needed), HAM10000 with its images."""
+    from bench.plan import load_suite
+
+    root = Path(__file__).resolve().parents[1] / "suites"
+    isic = load_suite(root / "isic2019star.yaml", env={
+        "ISIC2019_GT": str(shared_data / "isic2019" / "ISIC_2019_Training_GroundTruth.csv"),
+        "ISIC2019_META": str(shared_data / "isic2019" / "ISIC_2019_Training_Metadata.csv"),
+    }).suite.datasets["isic"]
+    ds = build_dataset("isic", isic, check_files=False)
+    assert len(ds.records) == isic.images == 23257
+    assert {p: len(ds.part(p)) for p in ("train", "pretrain_only", "test")} == \
+        isic.declared_sizes()
+    ham = load_suite(root / "ham10000.yaml", env={"HAM10000_DIR": str(shared_data / "ham10000")}
+                     ).suite.datasets["ham"]
+    assert len(build_dataset("ham", ham).records) == ham.images == 10015
+
+
 def test_isic2019_reader_on_ham10000_images(shared_data: Path) -> None:
     rec = read_records("isic", _isic(shared_data, missing_images="drop"))
     assert len(rec) == 10015

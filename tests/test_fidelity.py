@@ -53,6 +53,11 @@ STAGE_DATA = {"I_SSLp": (["isic:train"], None, "last_block"),
               "IUD_full": (["isic:train", "isic:pretrain_only", "pad:all", "dermnet:all"],
                            [2, 2, 2, 1], "all")}
 
+IMAGES = {"isic": 23257, "pad": 2298, "dermnet": 19559}
+"""Images per dataset after the reader's filters (ISIC: `_downsampled` dropped)."""
+ITEMS_PER_EPOCH = {"I_SSLp": 2554, "IU_SSLp": 6132, "IUD_SSLp": 31823, "IUD_full": 31823}
+ISIC_TEST = 19423
+
 
 def _suite(name: str):
     from bench.plan import load_suite
@@ -119,6 +124,23 @@ def test_isic_suite_stages_follow_the_reference(name: str) -> None:
     cutout = 0.33 if name.startswith("IUD") else 0.0
     _has(views.view1, {**VIEW1, "cutout_p": cutout}, f"{name}.views.view1")
     _has(views.view2, {**VIEW2, "cutout_p": cutout}, f"{name}.views.view2")
+
+
+def test_isic_suite_declares_the_reference_image_counts() -> None:
+    """The declared sizes of the shipped suite give the reference's parts and items per epoch
+    before any data are in place (what `bench plan` costs the suite by)."""
+    from bench.plan import build_plan, load_suite
+    from bench.plan.cost import part_size, stage_images
+
+    suite = _suite("isic2019star")
+    assert {n: d.images for n, d in suite.datasets.items()} == IMAGES
+    isic = suite.datasets["isic"].split
+    assert (isic.counts, isic.rest) == ({"train": ISIC_TRAIN, "pretrain_only": ISIC_EXTRA},
+                                        "test")
+    plan = build_plan(load_suite(ROOT / "suites" / "isic2019star.yaml", env={}), lenient=True)
+    assert set(plan.unread) == set(IMAGES)  # no data on a test machine: sizes as declared
+    assert part_size(plan, "isic:test") == ISIC_TEST
+    assert {s.name: stage_images(plan, s) for s in plan.stages} == ITEMS_PER_EPOCH
 
 
 @pytest.mark.parametrize("name", ["fine_tune", "linear_probe"])

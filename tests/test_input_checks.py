@@ -177,6 +177,9 @@ BAD_INPUTS = {
         "1 class(es) of 'tgt' have no image in 'tgt:train': ['c2']"),
     "symlink-out-of-root": (lambda d: ["--set", _image_folder_escaping_its_root(d)], {}, {},
                             "symbolic links lead outside the root"),
+    "images-not-as-declared": (lambda d: ["--set", "datasets.tgt.images=71"], {}, {},
+                               "dataset 'tgt' holds 72 images and the suite declares 71 "
+                               "(datasets.tgt.images)"),
 }
 
 

@@ -104,6 +104,9 @@ def test_isic2019star_smoke_runs_end_to_end(tmp_path: Path, monkeypatch, capsys)
         + ", ".join(f"{c}: 1" for c in CLASSES) + "}",
         "--set", "seeds.count=1",
         "--set", f"inits.SL.arch={TEST_ARCH}", "--set", f"inits.SSL.arch={TEST_ARCH}",
+        # the tiny data's sizes (the suite declares the real ones, and they are checked)
+        "--set", f"datasets.isic.images={7 * len(CLASSES)}", "--set", "datasets.pad.images=6",
+        "--set", "datasets.dermnet.images=12",
     ]
     assert main(["data", "check", suite, "--profile", "smoke", *tiny_split]) == 0
     assert main(["run", suite, "--profile", "smoke", *tiny_split]) == 0

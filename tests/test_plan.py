@@ -103,3 +103,38 @@ def test_seed_derivation_is_documented_hash() -> None:
     s = trial_seeds(7, 0, ["head"])
     assert s["head"] == derive_seed(7, "head") and s["order"] == derive_seed(0, "order")
     assert trial_seeds(3, 0, ["head"])["order"] == s["order"]
+
+
+def test_declared_image_counts_cost_a_suite_before_its_data_are_in_place(
+        tiny_suite: Path, tmp_path: Path, capsys) -> None:
+    """A dataset that cannot be read but declares its ``images``: its parts' sizes follow from
+    the split (exact for counts and their rest, ≈ for fractions), and `bench plan` costs the
+    suite by them; without ``images`` the cost is unknown."""
+    from bench.cli import main
+    from bench.config.schema import DatasetSpec
+
+    def sizes(split: dict, images: int | None = 100) -> dict[str, int] | None:
+        return DatasetSpec.model_validate({"format": "csv", "labels": "x.csv", "images": images,
+                                           "split": split}).declared_sizes()
+
+    assert sizes({"counts": {"a": {"x": 3, "y": 4}, "b": {"x": 1}}, "rest": "c"}) == \
+        {"a": 7, "b": 1, "c": 92}
+    assert sizes({"fractions": {"a": 0.25, "b": 0.75}}) == {"a": 25, "b": 75}
+    assert sizes({"fractions": {"a": 0.3}, "rest": "r", "merge": {"all": ["a", "r"]}}) == \
+        {"all": 100}
+    assert sizes({"column": "split"}) is None and sizes({"fractions": {"a": 1.0}}, None) is None
+    missing = tmp_path / "absent.csv"
+    tgt = ("datasets.tgt={format: csv, labels: '%s', %s"
+           "split: {seed: 0, fractions: {train: 0.5, test: 0.5}}}")
+    for declared, expected in (("images: 72, ", "remaining cost ≈"),
+                               ("", "remaining cost: unknown")):
+        args = ["plan", str(tiny_suite), "--allow-missing", "--set", tgt % (missing, declared)]
+        assert main(args) == 0
+        out = capsys.readouterr().out
+        assert expected in out, out
+    assert "declares 72 images: train 36, test 36" not in out
+    assert main(args[:-1] + [tgt % (missing, "images: 72, ")]) == 0
+    out = capsys.readouterr().out
+    assert "tgt                  cannot be read (see the missing inputs below); declares 72 " \
+        "images: train 36, test 36" in out
+    assert "by the image counts that datasets tgt declare" in out

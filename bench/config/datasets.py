@@ -142,6 +142,26 @@ class DatasetSpec(Strict):
     )
     synthetic: SyntheticSpec | None = Field(None, description="Generator settings (synthetic).")
     split: SplitSpec = Field(description="How the dataset is partitioned into named parts.")
+    images: int | None = Field(
+        None, ge=1, description="The number of images the dataset holds after the reader's "
+        "filters (drop_downsampled, keep_classes): checked when it is read (another number is "
+        "an error), and what `bench plan` costs the suite by before the data are in place.")
+
+    def declared_sizes(self) -> dict[str, int] | None:
+        """Images per part implied by ``images`` and the split, without reading the data: exact
+        for ``counts`` parts and their ``rest``, ≈ for ``fractions`` (each class is rounded on
+        its own when the data are read); None when ``images`` is not given or the parts come
+        from a record column."""
+        split = self.split
+        if self.images is None or split.column is not None:
+            return None
+        sizes = ({p: sum(c.values()) for p, c in split.counts.items()} if split.counts else
+                 {p: round(f * self.images) for p, f in (split.fractions or {}).items()})
+        if split.rest:
+            sizes[split.rest] = self.images - sum(sizes.values())
+        for new, old in split.merge.items():
+            sizes[new] = sum(sizes.pop(p, 0) for p in old)
+        return sizes
 
     @model_validator(mode="after")
     def _format_fields(self) -> DatasetSpec:

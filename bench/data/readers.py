@@ -228,6 +228,11 @@ def read_records(name: str, spec: DatasetSpec, check_files: bool = True) -> pd.D
                                       where))
         df = df[df["label"].isin(spec.keep_classes)]
     _validate(df, spec, where)
+    if spec.images is not None and len(df) != spec.images and (
+            check_files or spec.missing_images == "error"):
+        raise DataError(f"{where} holds {len(df)} images and the suite declares "
+                        f"{spec.images} (datasets.{name}.images): another version of the data, "
+                        "or files missing; put the right files in place, or correct the field")
     df["source"] = name
     df = df.reset_index(drop=True)
     df["index"] = np.arange(len(df))

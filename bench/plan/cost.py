@@ -20,9 +20,17 @@ backward through the whole encoder (a backward pass ≈ two forwards)."""
 
 
 def part_size(plan: Plan, ref: str) -> int:
-    """Images in a ``dataset:part`` reference."""
+    """Images in a ``dataset:part`` reference; of a dataset that cannot be read (a lenient
+    plan), the size its declared ``images`` imply (:func:`unsized`: those without)."""
     ds, part = parse_ref(ref)
+    if ds in plan.unread:
+        return (plan.datasets[ds].spec.declared_sizes() or {}).get(part, 0)
     return len(plan.datasets[ds].part(part))
+
+
+def unsized(plan: Plan) -> list[str]:
+    """The datasets that cannot be read and declare no size: what the plan cannot cost."""
+    return [n for n in plan.unread if plan.datasets[n].spec.declared_sizes() is None]
 
 
 def stage_images(plan: Plan, stage: StageNode) -> int:
