@@ -133,7 +133,7 @@ def test_declared_image_counts_cost_a_suite_before_its_data_are_in_place(
         out = capsys.readouterr().out
         assert expected in out, out
     assert "declares 72 images: train 36, test 36" not in out
-    assert main(args[:-1] + [tgt % (missing, "images: 72, ")]) == 0
+    assert main([*args[:-1], tgt % (missing, "images: 72, ")]) == 0
     out = capsys.readouterr().out
     assert "tgt                  cannot be read (see the missing inputs below); declares 72 " \
         "images: train 36, test 36" in out
