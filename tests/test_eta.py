@@ -88,7 +88,8 @@ def test_unit_costs_follow_the_protocol_and_stage_settings(capsys) -> None:
         n_tr * (ft.n_warmup * PARTIAL + ft.epochs * TRAIN) + n_te * ft.tta.passes * FORWARD)
     assert lp.cache_features and trial_cost(plan, cells["linear_probe"]) == (n_tr + n_te) * FORWARD
     # the settings move the cost: more epochs, a partial unfreeze, no feature cache
-    more = suite_plan(DEMO, "stages.SSL.epochs=12", "stages.I_SSL.unfreeze=last_block",
+    more = suite_plan(DEMO, f"stages.SSL.epochs={2 * spec['SSL'].epochs}",
+                      "stages.I_SSL.unfreeze=last_block",
                       "protocols.linear_probe.cache_features=false")
     m = {s.name: s for s in more.stages}
     assert stage_cost(more, m["SSL"]) == 2 * stage_cost(plan, ssl)
