@@ -124,7 +124,7 @@ def test_a_dataset_logged_by_two_runs_at_once_never_fails_a_run(tmp_path: Path,
     assert "its datasets were not logged (the store is gone)" in caplog.text
 
 
-def test_epoch_losses_are_written_in_batches_and_all_when_the_run_ends() -> None:
+def test_epoch_losses_are_written_in_batches_and_all_when_the_run_ends(caplog) -> None:
     from bench.execute.curves import Curves
 
     class Store:  # the one Tracker method Curves calls
@@ -149,3 +149,13 @@ def test_epoch_losses_are_written_in_batches_and_all_when_the_run_ends() -> None
     live.add("r3", "train_loss", 0.5, 0)
     live.add("r3", "train_loss", 0.25, 1)
     assert store.writes[2:] == [("r3", [("train_loss", 0.5, 0)]), ("r3", [("train_loss", 0.25, 1)])]
+
+    class Refusing:
+        def log_points(self, run_id: str, points: list) -> None:
+            raise RuntimeError("database is locked")
+
+    refused = Curves(Refusing(), every=3600.0)  # type: ignore[arg-type]
+    refused.add("r4", "train_loss", 1.0, 0)
+    with caplog.at_level("WARNING", logger="bench"):
+        refused.flush("r4")  # the run still ends: no exception
+    assert "the loss curve of run r4 was not written: database is locked" in caplog.text

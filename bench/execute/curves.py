@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import logging
 import time
 
 from bench.track import Tracker
+
+log = logging.getLogger("bench")
 
 
 class Curves:
@@ -29,8 +32,14 @@ class Curves:
             self.flush(run_id)
 
     def flush(self, run_id: str) -> None:
-        """Write the run's unwritten values."""
+        """Write the run's unwritten values. A curve is for people to read: a store that
+        refuses it is a warning, never a failed run, and the run still ends under its lease."""
         points = self._points.pop(run_id, [])
         self._since.pop(run_id, None)
-        if points:
+        if not points:
+            return
+        try:
             self.tracker.log_points(run_id, points)
+        except Exception as exc:  # the next write of the run's state meets it, if it lasts
+            log.warning("the loss curve of run %s was not written: %s", run_id,
+                        str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
