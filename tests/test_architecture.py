@@ -117,6 +117,17 @@ def test_the_scheduler_and_the_suite_language_import_no_torch() -> None:
     assert out.strip() == "[]", out
 
 
+def test_training_imports_no_test_statistics() -> None:
+    """A worker that only trains (its trial metrics, calibration included) does not import
+    scipy.stats (bench.stats loads its modules on first use); the analysis still finds them."""
+    code = ("import sys; import bench.train.trial, bench.execute.runners; "
+            "print('scipy.stats' in sys.modules); "
+            "from bench.stats import holm, welch; print(callable(welch), holm([0.01, 0.04]))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
+                         text=True, check=True).stdout.split("\n")
+    assert out[:2] == ["False", "True [0.02, 0.04]"], out
+
+
 # ---------------------------------------------------------------- every method as a stage
 METHODS_SUITE = """\
 name: methods
