@@ -70,3 +70,39 @@ def test_calibrate_plan_and_status_show_the_model(tmp_path, capsys) -> None:
     assert "cost model on" in text and "trials:linear_probe" in text and "stage" in text
     assert main(["plan", str(suite), "--set", "seeds.count=6"]) == 0
     assert "expected time by this store's" in capsys.readouterr().out
+
+
+def test_the_paper_suite_is_calibrated_in_its_precision_and_costed_without_its_data(
+        tmp_path, capsys, monkeypatch) -> None:
+    """`bench calibrate` reads neither data nor weights: on a machine without them it measures
+    each unit kind in the suite's own precision (fp32 in the paper suite), and `bench plan
+    --allow-missing` then prints the expected hours by the datasets' declared image counts."""
+    from pathlib import Path
+
+    from bench.cli import main
+    from bench.execute import calibrate as cal
+    from bench.plan import build_plan, load_suite
+
+    paper = Path(__file__).resolve().parents[1] / "suites" / "isic2019star.yaml"
+    plan = build_plan(load_suite(paper, env={}), lenient=True)
+    assert {ex.kind: ex.precision for ex in cal.examples(plan)} == {
+        "stage": "fp32", "trials:fine_tune": "fp32", "search": "fp32",
+        "trials:linear_probe": "fp32"}
+    seen: list[str] = []
+    autocast = cal.autocast
+
+    def recorded(device, precision="auto"):
+        seen.append(precision)
+        return autocast(device, precision)
+
+    monkeypatch.setattr(cal, "autocast", recorded)
+    small = ["--profile", "smoke", "--output", str(tmp_path / "paper"),
+             *(a for init in ("SL", "SSL", "VICReg", "VICReg200")
+               for a in ("--set", f"inits.{init}.arch=tiny_resnet_w8"))]
+    assert main(["calibrate", str(paper), "--seconds", "1", *small]) == 0
+    assert "with --allow-missing until the data are in place" in capsys.readouterr().out
+    assert seen and set(seen) == {"fp32"}
+    assert main(["plan", str(paper), "--allow-missing", *small]) == 0
+    out = capsys.readouterr().out
+    assert "expected time by bench calibrate: cpu-" in out, out
+    assert "by the image counts that datasets dermnet, isic, pad declare" in out

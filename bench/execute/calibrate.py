@@ -1,10 +1,13 @@
 """``bench calibrate``: this machine's throughputs for a suite's units, measured in about a minute.
 
 For each unit kind of the plan (``stage``, ``search``, ``trials:<protocol kind>``) the first unit
-of that kind is taken as its example: its encoder architecture (random weights), image size and
-batch size. On synthetic images of that size, the measurement times forward passes (eval, no
-gradient) and training steps (forward + backward + an SGD step) in the suite's precision, after
-warm-up steps, for an equal share of the time budget. The kind's seconds per forward-pass
+of that kind is taken as its example: its encoder architecture (random weights), image size,
+batch size and precision. On synthetic images of that size, the measurement times forward passes
+(eval, no gradient) and training steps (forward + backward + an SGD step) in that precision (the
+paper suites' fp32 costs about twice bf16 on a GPU), after warm-up steps, for an equal share of
+the time budget. Nothing of the suite's data or weights is read: a GPU node can be calibrated,
+and the suite's GPU-hours estimated (with the datasets' declared ``images``), before the data
+are in place. The kind's seconds per forward-pass
 equivalent (``b`` of :mod:`bench.plan.rates`) is then the training step's seconds per image
 divided by :data:`bench.plan.cost.TRAIN` for kinds that mostly train the encoder (stages,
 fine-tuning, lr searches of a fine-tune) and the forward pass's seconds per image for the others;
@@ -34,6 +37,7 @@ class Example:
     image_size: int
     batch_size: int
     trains_encoder: bool
+    precision: str
 
 
 def examples(plan: Plan) -> list[Example]:
@@ -42,15 +46,15 @@ def examples(plan: Plan) -> list[Example]:
     inits = plan.suite.inits
     for s in plan.stages:
         out.setdefault("stage", Example("stage", inits[s.init].arch, s.spec.image_size,
-                                        s.spec.batch_size, True))
+                                        s.spec.batch_size, True, s.spec.precision))
     for c in plan.cells:
         spec = c.spec
         ex = Example(trial_kind(c), inits[c.init].arch, spec.image_size,
-                     spec.batch_size, spec.trains_encoder)
+                     spec.batch_size, spec.trains_encoder, spec.precision)
         out.setdefault(ex.kind, ex)
         if spec.lr_search.method != "fixed":
             out.setdefault("search", Example("search", ex.arch, ex.image_size,
-                                             ex.batch_size, ex.trains_encoder))
+                                             ex.batch_size, ex.trains_encoder, ex.precision))
     return list(out.values())
 
 
@@ -78,9 +82,10 @@ def _timed(fn, budget: float, device: torch.device) -> float:
             return elapsed / n
 
 
-def measure(ex: Example, device: torch.device, budget: float,
-            precision: str = "auto") -> tuple[float, float]:
-    """(forward seconds per image, training-step seconds per image) of one example."""
+def measure(ex: Example, device: torch.device, budget: float) -> tuple[float, float]:
+    """(forward seconds per image, training-step seconds per image) of one example, in its
+    precision."""
+    precision = ex.precision
     model = seeded_backbone(ex.arch, 0).to(device)
     x = torch.rand(ex.batch_size, 3, ex.image_size, ex.image_size, device=device)
     opt = torch.optim.SGD(model.parameters(), lr=1e-3)
