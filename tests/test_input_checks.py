@@ -180,6 +180,9 @@ BAD_INPUTS = {
     "images-not-as-declared": (lambda d: ["--set", "datasets.tgt.images=71"], {}, {},
                                "dataset 'tgt' holds 72 images and the suite declares 71 "
                                "(datasets.tgt.images)"),
+    **({} if torch.cuda.is_available() else {
+        "cuda-without-a-gpu": (lambda d: ["--set", "device=cuda"], {}, {},
+                               "device 'cuda' was asked for (the suite's `device`, or --device)")}),
 }
 
 

@@ -58,7 +58,9 @@ def pick_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("the suite asks for device 'cuda' but no CUDA device is available")
+        raise BenchError("device 'cuda' was asked for (the suite's `device`, or --device) but "
+                         "torch sees no CUDA device here: run on a GPU node, or set device: "
+                         "auto (CUDA where there is one, else the CPU)")
     return torch.device(name)
 
 
