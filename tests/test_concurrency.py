@@ -230,9 +230,17 @@ def test_ten_sigkills_lose_nothing_change_nothing_and_leave_nothing(tmp_path: Pa
     scratch.mkdir()
     env = {"TMPDIR": str(scratch)}
     left: set[str] = set()  # scratch folders killed processes left behind
-    for _ in range(10):
+    for i in range(10):
+        before = set(scratch.glob("bench-*"))  # a killed process's, until this one removes it
         proc = _bench("run", str(suite), cwd=tmp_path, env=env)
-        time.sleep(rng.uniform(1.5, 9.0))
+        if i % 2 == 0:  # at a random time: while importing, opening the store, planning, training
+            time.sleep(rng.uniform(1.5, 9.0))
+        else:  # while it trains (its own scratch folder exists), however fast this machine is
+            deadline = time.monotonic() + 60
+            while proc.poll() is None and not set(scratch.glob("bench-*")) - before \
+                    and time.monotonic() < deadline:
+                time.sleep(0.02)
+            time.sleep(rng.uniform(0.1, 1.5))
         proc.send_signal(signal.SIGKILL)
         proc.communicate(timeout=60)
         left |= {p.name for p in scratch.glob("bench-*")}  # (the next run removes them)
