@@ -383,6 +383,49 @@ def test_precision_decides_the_autocast() -> None:
         autocast(CPU, "fp8")
 
 
+def _encoder_dtypes(path: str, precision: str) -> set[torch.dtype]:
+    """The dtypes of the encoder's outputs over one tiny run of ``path`` (a fine-tune trial, a
+    HeadBank probe or a Barlow Twins stage) on the CPU in ``precision``."""
+    from bench.config.protocols import parse_protocol
+    from bench.data.loader import ImageSet
+    from bench.models.registry import seeded_backbone
+    from bench.seeds import trial_seeds
+    from bench.ssl.methods import resolve_method
+    from bench.ssl.pretrain import run_stage
+    from bench.train.probe_bank import run_probe_bank
+    from bench.train.trial import run_trial
+
+    seen: set[torch.dtype] = set()
+    backbone = seeded_backbone("tiny_resnet_w8", 0)
+    backbone.register_forward_hook(lambda _m, _i, out: seen.add(out.dtype))
+    g = torch.Generator().manual_seed(0)
+    data = ImageSet(torch.randint(0, 256, (16, 3, 16, 16), dtype=torch.uint8, generator=g),
+                    torch.arange(16) % 2)
+    common = dict(epochs=1, batch_size=8, image_size=16, precision=precision,
+                  lr_search={"method": "fixed", "lr": 0.01})
+    if path == "stage":
+        spec = StageSpec.model_validate({"method": "barlow_twins", "data": ["d:train"],
+                                         "params": {"projector": {"dims": [16, 16]}}, **common})
+        run_stage(backbone, spec, resolve_method("barlow_twins"), data, None, CPU)
+        return seen
+    kind = "fine_tune" if path == "trial" else "linear_probe"
+    spec = parse_protocol(dict(kind=kind, train="d:train", test="d:test", **common))
+    seeds = trial_seeds(0, 0, [])
+    if path == "trial":
+        run_trial(backbone, spec, data, data, ["a", "b"], seeds, CPU)
+    else:
+        run_probe_bank(backbone, spec, data, data, ["a", "b"], [seeds, seeds], CPU, 0.01)
+    return seen
+
+
+@pytest.mark.parametrize("path", ["trial", "bank", "stage"])
+def test_precision_reaches_every_training_path(path: str) -> None:
+    """A suite's ``precision`` is the dtype the encoder computes in, in trials, probe banks and
+    stages alike (``auto`` is fp32 off CUDA); tests/test_cuda.py checks the same on a GPU."""
+    assert _encoder_dtypes(path, "bf16") == {torch.bfloat16}
+    assert _encoder_dtypes(path, "fp32") == _encoder_dtypes(path, "auto") == {torch.float32}
+
+
 def test_one_crop_per_batch_and_a_linear_one_cycle() -> None:
     from bench.config.schema import ScheduleSpec
     from bench.data.augment import TrainAugment
