@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The GPU checks in one go, about 8 minutes on one GPU:
+# The GPU checks in one go, about 10 minutes on one GPU:
 #   1. tests/test_cuda.py: batches, augmentations, trials, the HeadBank and a Barlow Twins stage
 #      on CUDA equal the CPU's; `precision: fp32` runs without autocast, bf16/fp16 with it;
 #   2. benchmarks/bench_gpu.py: ResNet-50 fine-tuning and Barlow Twins pre-training throughput,
@@ -8,7 +8,10 @@
 #   3. `bench calibrate suites/isic2019star.yaml`: the paper suite's throughput per unit kind
 #      (ResNet-50 at 256 px in the suite's fp32, random weights, synthetic images; no data or
 #      weights needed), then `bench plan --allow-missing`, which turns it into the suite's
-#      GPU-hours by the datasets' declared image counts.
+#      GPU-hours by the datasets' declared image counts;
+#   4. the same calibration through torch.compile (`--compile`, as `compile: true` runs), kept
+#      beside it as <GPU>+compile and copied to calibration-compiled.json; last, since each
+#      shape's compilation takes a minute or more.
 # Each step's output is a file in $OUT (default gpu-checks/); summary.txt has each step's exit
 # status and seconds, calibration.json the rates (copy it into <output>/calibration/ of a machine
 # that plans the suite). PY names the Python that has bench's dependencies (default python3);
@@ -39,4 +42,13 @@ step calibrate 150 "$PY" -m bench calibrate suites/isic2019star.yaml --device cu
 for f in "$OUT"/paper/calibration/*.json; do [ -e "$f" ] && cp "$f" "$OUT/calibration.json"; done
 step plan 60 "$PY" -m bench plan suites/isic2019star.yaml --allow-missing --output "$OUT/paper"
 grep -h "expected time" "$OUT/plan.txt" >> "$OUT/summary.txt" 2>/dev/null
+step calibrate_compiled 300 "$PY" -m bench calibrate suites/isic2019star.yaml --device cuda \
+    --compile --seconds 40 --output "$OUT/paper"
+for f in "$OUT"/paper/calibration/*compile.json; do
+    [ -e "$f" ] && cp "$f" "$OUT/calibration-compiled.json"
+done
+step plan_compiled 60 "$PY" -m bench plan suites/isic2019star.yaml --allow-missing \
+    --output "$OUT/paper"
+grep -h "expected time by bench calibrate: .*compile" "$OUT/plan_compiled.txt" \
+    >> "$OUT/summary.txt" 2>/dev/null
 exit 0

@@ -106,3 +106,59 @@ def test_the_paper_suite_is_calibrated_in_its_precision_and_costed_without_its_d
     out = capsys.readouterr().out
     assert "expected time by bench calibrate: cpu-" in out, out
     assert "by the image counts that datasets dermnet, isic, pad declare" in out
+
+
+def test_calibrate_measures_each_shape_once_and_compiles_where_bench_run_does(
+        tmp_path, capsys, monkeypatch) -> None:
+    """The paper suite's fine-tune trials, lr searches and linear probes share one encoder,
+    image size, batch size and precision: measured once, for half the time (the stage is the
+    other shape). ``--compile`` off CUDA is exit 2 naming the flag; the suite's ``compile`` or
+    BENCH_COMPILE=1 compile on CUDA only, as in ``bench run``; compiled rates are kept beside
+    the others."""
+    from pathlib import Path
+
+    import torch
+
+    from bench.cli import main
+    from bench.execute import calibrate as cal
+    from bench.plan import build_plan, load_suite
+    from bench.plan.rates import calibration_path
+
+    paper = Path(__file__).resolve().parents[1] / "suites" / "isic2019star.yaml"
+    plan = build_plan(load_suite(paper, env={}), lenient=True)
+    calls: list[tuple[tuple, float, bool]] = []
+
+    def measured(ex, device, budget, compiled=False):
+        calls.append((ex.shape, budget, compiled))
+        return (1e-3, 6e-3) if ex.batch_size == 64 else (2e-3, 9e-3)
+
+    monkeypatch.setattr(cal, "measure", measured)
+    rates = cal.calibrate(plan, torch.device("cpu"), 8.0)
+    assert calls == [(("resnet50", 256, 128, "fp32"), 4.0, False),
+                     (("resnet50", 256, 64, "fp32"), 4.0, False)]
+    b = {k: v[1] for k, v in rates.per_kind.items()}
+    assert b == pytest.approx({"stage": 3e-3, "trials:fine_tune": 2e-3, "search": 2e-3,
+                               "trials:linear_probe": 1e-3})
+
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    assert [cal.wants_compile(None, s, e, d) for s, e, d in [
+        (True, {}, cuda), (False, {"BENCH_COMPILE": "1"}, cuda), (False, {}, cuda),
+        (True, {"BENCH_COMPILE": "1"}, cpu)]] == [True, True, False, False]
+    assert cal.wants_compile(False, True, {}, cuda) is False
+    assert cal.wants_compile(True, False, {}, cuda) is True
+    name = cal.device_class(cpu, compiled=True)
+    assert name == cal.device_class(cpu) + "+compile"
+    assert calibration_path(tmp_path, name) != calibration_path(tmp_path, cal.device_class(cpu))
+
+    small = ["--profile", "smoke", "--output", str(tmp_path / "paper"), "--device", "cpu",
+             *(a for init in ("SL", "SSL", "VICReg", "VICReg200")
+               for a in ("--set", f"inits.{init}.arch=tiny_resnet_w8"))]
+    assert main(["calibrate", str(paper), "--seconds", "1", "--compile", *small]) == 2
+    err = capsys.readouterr().err
+    assert "--compile" in err and "CUDA only" in err and "--device cuda" in err
+    monkeypatch.setenv("BENCH_COMPILE", "1")
+    assert main(["calibrate", str(paper), "--seconds", "1", "--set", "compile=true",
+                 *small]) == 0
+    assert [p.stem for p in (tmp_path / "paper" / "calibration").iterdir()] == [
+        cal.device_class(cpu)]
+    assert not any(c[2] for c in calls)

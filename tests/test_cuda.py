@@ -140,3 +140,15 @@ def test_precision_decides_the_forward_dtype_on_cuda(precision: str, dtype: torc
         trial.Classifier = real
     assert set(seen) == {dtype}
     assert res.metrics["accuracy"] > 0.5
+
+
+@pytest.mark.parametrize("compiled", [False, True])
+def test_calibrate_measures_on_cuda_eager_and_compiled(compiled: bool) -> None:
+    """``bench calibrate`` times an encoder on CUDA as ``bench run`` trains it (channels_last,
+    and through ``torch.compile`` with ``--compile``): positive, finite seconds per image."""
+    from bench.execute.calibrate import Example, device_class, measure
+
+    ex = Example("trials:fine_tune", "tiny_resnet_w8", 32, 16, True, "fp32")
+    fwd, train = measure(ex, GPU, 0.5, compiled)
+    assert 0 < fwd < train < 1 and np.isfinite([fwd, train]).all()
+    assert device_class(GPU, compiled).endswith("+compile") == compiled

@@ -76,9 +76,11 @@ def cmd_status(args: argparse.Namespace) -> int:
 def cmd_calibrate(args: argparse.Namespace) -> int:
     """``bench calibrate``: measure this machine's throughputs for the suite's unit kinds and
     keep them in ``<output>/calibration/<device class>.json`` for ``bench plan``."""
+    import os
+
     import torch
 
-    from bench.execute.calibrate import calibrate, device_class
+    from bench.execute.calibrate import calibrate, device_class, wants_compile
     from bench.execute.local import pick_device
     from bench.execute.numerics import cpu_threads
     from bench.plan import build_plan
@@ -90,8 +92,9 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     threads = cpu_threads(loaded.suite.threads)
     if threads and device.type == "cpu":  # the numerics `bench run` would use
         torch.set_num_threads(threads)
-    rates = calibrate(plan, device, args.seconds)
-    path = calibration_path(output, device_class(device))
+    compiled = wants_compile(args.compile, loaded.suite.compile, os.environ, device)
+    rates = calibrate(plan, device, args.seconds, compiled)
+    path = calibration_path(output, device_class(device, compiled))
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(rates.to_json())
     for kind, (_, b, _) in rates.per_kind.items():

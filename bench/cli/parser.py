@@ -132,7 +132,12 @@ def build_parser() -> argparse.ArgumentParser:
                  "kinds (about a minute), for bench plan's time estimate")
     _common(p_cal)
     p_cal.add_argument("--seconds", type=float, default=60.0,
-                       help="measurement time in all (default 60)")
+                       help="measurement time in all, warm-up and compilation aside "
+                            "(default 60)")
+    p_cal.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
+                       help="measure through torch.compile, CUDA only; the rates are kept as "
+                            "<device>+compile (default: as bench run compiles, by the suite's "
+                            "`compile` or BENCH_COMPILE=1)")
     p_cal.add_argument("--device", choices=["auto", "cpu", "cuda"], default=None,
                        help="where to measure (default: the suite's device)")
 
