@@ -31,3 +31,12 @@ def test_compile_switch_leaves_cpu_modules_alone() -> None:
         assert loop.maybe_compile(module, torch.device("cpu")) is module
     finally:
         loop.set_compile(False)
+
+
+def test_startup_benchmark_runs_its_commands() -> None:
+    """Each command it times succeeds (exit 2 otherwise); 1, a missed goal, is not judged here."""
+    out = subprocess.run([sys.executable, "benchmarks/bench_startup.py", "--repeats", "1"],
+                         cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert out.returncode in (0, 1), out.stderr
+    fig = json.loads(out.stdout.strip().splitlines()[-1])
+    assert fig["help_s"] > 0 and fig["plan_paper_suite_s"] > 0
