@@ -78,15 +78,48 @@ contrasts:
 """
 
 
-FIRST = ("test_demo_answers", "test_concurrency", "test_controls", "test_new_method_guide",
-         "test_paper_suites", "test_plugins", "test_study")
-"""The longest test modules: run first, so that the workers end together."""
+COST = {"test_demo_answers": 300, "test_concurrency": 260, "test_resume": 95,
+        "test_sequential": 60, "test_study": 45, "test_controls": 45, "test_plugins": 35,
+        "test_scale": 20, "test_across": 16, "test_paper_suites": 15, "test_report_store": 10}
+"""The longest test modules and their rough seconds on 2 busy cores (``pytest --durations``):
+an order of work, never a limit."""
+
+
+def _module(item) -> str:
+    return item.module.__name__.rsplit(".", 1)[-1]
 
 
 def pytest_collection_modifyitems(items: list) -> None:
-    """The longest modules first (:data:`FIRST`), the rest in their order."""
-    rank = {name: i for i, name in enumerate(FIRST)}
-    items.sort(key=lambda item: rank.get(item.module.__name__.rsplit(".", 1)[-1], len(FIRST)))
+    """Deal the long modules (:data:`COST`) to the fronts of the workers' first chunks, so that
+    the workers end together.
+
+    pytest-xdist's ``worksteal`` gives worker *i* of *N* the next ``remaining // (N - i)`` items
+    of this order, each worker runs its chunk from the front, and an idle worker takes the back
+    half of the busiest one's. So the long modules, kept whole (their module fixtures are made
+    once), go longest first to the chunk with the least work (LPT), the short tests fill every
+    chunk to its size in their order, and the stealing evens out the end in small pieces.
+    """
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    modules: dict[str, list] = {}
+    for item in items:
+        modules.setdefault(_module(item), []).append(item)
+    long = sorted((m for m in modules if m in COST), key=lambda m: -COST[m])
+    short = [item for item in items if _module(item) not in COST]
+    sizes, left = [], len(items)
+    for i in range(workers):
+        sizes.append(left // (workers - i))
+        left -= sizes[-1]
+    chunks: list[list] = [[] for _ in range(workers)]
+    load = [0] * workers
+    for m in long:
+        room = [k for k in range(workers) if len(chunks[k]) + len(modules[m]) <= sizes[k]]
+        k = min(room or range(workers), key=lambda k: load[k])
+        chunks[k] += modules[m]
+        load[k] += COST[m]
+    for k in range(workers):
+        while len(chunks[k]) < sizes[k] and short:
+            chunks[k].append(short.pop(0))
+    items[:] = [item for chunk in chunks for item in chunk] + short
 
 
 @pytest.fixture
