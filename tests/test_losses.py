@@ -69,7 +69,7 @@ def test_projector_layout_follows_the_paper() -> None:
     assert kinds == ["Linear", "BatchNorm1d", "ReLU", "Linear", "BatchNorm1d", "ReLU", "Linear"]
     n = sum(p.numel() for p in method.projector.parameters())
     assert 150e6 < n < 152e6  # "about 151 M parameters"
-    assert all(float(m.bias.abs().sum()) == 0 for m in method.projector
+    assert all(float(m.bias.detach().abs().sum()) == 0 for m in method.projector
                if isinstance(m, torch.nn.Linear))
 
 
@@ -91,5 +91,5 @@ def test_each_method_loss_decreases_in_20_steps(name: str) -> None:
         opt.zero_grad()
         loss.backward()
         opt.step()
-        losses.append(float(loss))
+        losses.append(float(loss.detach()))
     assert losses[-1] < losses[0]

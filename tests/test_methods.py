@@ -103,7 +103,7 @@ def test_method_loss_decreases_in_20_steps(name: str) -> None:
         loss.backward()
         opt.step()
         method.after_step(encoder)
-        losses.append(float(loss))
+        losses.append(float(loss.detach()))
     assert losses[-1] < losses[0]
 
 
