@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import atexit
+import itertools
 import os
 import shutil
 import tempfile
@@ -90,7 +91,7 @@ def _module(item) -> str:
 
 
 def pytest_collection_modifyitems(items: list) -> None:
-    """Deal the long modules (:data:`COST`) to the fronts of the workers' first chunks, so that
+    """Deal the long modules (:data:`COST`) to the fronts of the workers' chunks, so that
     the workers end together.
 
     pytest-xdist's ``worksteal`` gives worker *i* of *N* the next ``remaining // (N - i)`` items
@@ -116,10 +117,10 @@ def pytest_collection_modifyitems(items: list) -> None:
         k = min(room or range(workers), key=lambda k: load[k])
         chunks[k] += modules[m]
         load[k] += COST[m]
+    rest = iter(short)
     for k in range(workers):
-        while len(chunks[k]) < sizes[k] and short:
-            chunks[k].append(short.pop(0))
-    items[:] = [item for chunk in chunks for item in chunk] + short
+        chunks[k] += itertools.islice(rest, max(0, sizes[k] - len(chunks[k])))
+    items[:] = [*itertools.chain.from_iterable(chunks), *rest]
 
 
 @pytest.fixture
